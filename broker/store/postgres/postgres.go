@@ -1,0 +1,198 @@
+// Package postgres is the production store: PostgreSQL through pgx/v5 and
+// pgxpool. Schema migrations are embedded (migrations/*.up.sql) and
+// applied by Migrate under an advisory lock, so several replicas may start
+// at once.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/relational"
+)
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// migrationLockID is the pg_advisory_xact_lock key that serializes migrations.
+const migrationLockID = 0x5374657761726400 // "Steward\0"
+
+// Store is a store.Store on PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var dialect = &relational.Dialect{
+	Time: func(t time.Time) any { return t },
+	ScanTime: func() (any, func() (time.Time, bool)) {
+		var t *time.Time
+		return &t, func() (time.Time, bool) {
+			if t == nil {
+				return time.Time{}, false
+			}
+			return *t, true
+		}
+	},
+	LockSuffix: " FOR UPDATE",
+	MapError:   mapError,
+}
+
+func mapError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w (%w)", broker.ErrNotFound, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case pgerrcode.UniqueViolation:
+			return fmt.Errorf("%w: %s (%w)", broker.ErrConflict, pgErr.ConstraintName, err)
+		case pgerrcode.ForeignKeyViolation:
+			return fmt.Errorf("%w: referenced row (%s) (%w)", broker.ErrNotFound, pgErr.ConstraintName, err)
+		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected, pgerrcode.LockNotAvailable:
+			return fmt.Errorf("%w: %s (%w)", broker.ErrConflict, pgErr.Code, err)
+		case pgerrcode.CheckViolation, pgerrcode.NotNullViolation, pgerrcode.InvalidTextRepresentation,
+			pgerrcode.CharacterNotInRepertoire, pgerrcode.UntranslatableCharacter:
+			return fmt.Errorf("%w: %s (%w)", broker.ErrInvalid, pgErr.Message, err)
+		}
+	}
+	return err
+}
+
+// Config configures Open.
+type Config struct {
+	// URL is a PostgreSQL connection string (postgres://user@host:port/db?...).
+	URL string
+	// MaxConns bounds the pool; 0 means DefaultMaxConns.
+	MaxConns int32
+}
+
+// DefaultMaxConns is the pool size when Config.MaxConns is 0.
+const DefaultMaxConns = 16
+
+// Open connects, checks the server answers, and returns the store.
+// It does not migrate; call Migrate.
+func Open(ctx context.Context, c Config) (*Store, error) {
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse database url: %w", err)
+	}
+	pc.MaxConns = c.MaxConns
+	if pc.MaxConns == 0 {
+		pc.MaxConns = DefaultMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool exposes the pgx pool for packages that add their own tables.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+func (s *Store) Backend() string { return "postgres" }
+
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) Close() { s.pool.Close() }
+
+// Migrate applies pending migrations and seeds the taxonomy, returning the
+// versions applied (none when the schema is current).
+func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	ms, err := relational.LoadMigrations(sub)
+	if err != nil {
+		return nil, err
+	}
+	var done []int
+	err = s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, ptx pgx.Tx) error {
+		if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
+			return err
+		}
+		done, err = relational.Migrate(ctx, tx, ms, func(ctx context.Context, script string) error {
+			_, err := ptx.Exec(ctx, script)
+			return err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return done, nil
+}
+
+// AppliedMigrations lists the schema versions recorded in the database.
+func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
+	var out []int
+	err := s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) (err error) {
+		out, err = relational.AppliedVersions(ctx, tx)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+}
+
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+}
+
+func (s *Store) run(ctx context.Context, opts pgx.TxOptions, writable bool, fn func(*relational.Tx, pgx.Tx) error) error {
+	ptx, err := s.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if err := fn(&relational.Tx{Q: querier{ptx}, D: dialect, Writable: writable}, ptx); err != nil {
+		return err
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", mapError(err))
+	}
+	return nil
+}
+
+// querier adapts pgx.Tx to relational.Querier.
+type querier struct{ tx pgx.Tx }
+
+func (q querier) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := q.tx.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+func (q querier) QueryRow(ctx context.Context, sql string, args ...any) relational.Row {
+	return q.tx.QueryRow(ctx, sql, args...)
+}
+
+func (q querier) Query(ctx context.Context, sql string, args ...any) (relational.Rows, error) {
+	return q.tx.Query(ctx, sql, args...)
+}

@@ -1,0 +1,139 @@
+package relational
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+const consentColumns = `id, customer_id, firm_id, client_id, state, requested, granted, requested_at, decided_at, expires_at, ended_at, version`
+
+func scanConsent(s *scanner, c *broker.Consent) *scanner {
+	return s.str((*string)(&c.ID)).str((*string)(&c.CustomerID)).str((*string)(&c.FirmID)).str((*string)(&c.ClientID)).
+		str((*string)(&c.State)).json(&c.Requested).json(&c.Granted).time(&c.RequestedAt).time(&c.DecidedAt).
+		time(&c.ExpiresAt).time(&c.EndedAt).num(&c.Version)
+}
+
+const insertConsentSQL = `INSERT INTO consents (` + consentColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+func (tx *Tx) CreateConsent(ctx context.Context, c broker.Consent, ev broker.ConsentEvent) error {
+	if c.Version != 1 || c.State != broker.ConsentRequested || ev.Seq != 1 || ev.ConsentID != c.ID {
+		return fmt.Errorf("create consent %s: %w: a new consent starts requested at version 1 with event 1", c.ID, broker.ErrInvalid)
+	}
+	req, err := jsonText(c.Requested)
+	if err != nil {
+		return err
+	}
+	granted, err := jsonText(c.Granted)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Q.Exec(ctx, insertConsentSQL, c.ID, c.CustomerID, c.FirmID, c.ClientID, string(c.State), req, granted,
+		tx.t(c.RequestedAt), tx.nt(c.DecidedAt), tx.nt(c.ExpiresAt), tx.nt(c.EndedAt), c.Version)
+	if err != nil {
+		return fmt.Errorf("create consent %s: %w", c.ID, tx.err(err))
+	}
+	return tx.appendEvent(ctx, ev)
+}
+
+func (tx *Tx) GetConsent(ctx context.Context, id broker.ConsentID) (broker.Consent, error) {
+	lock := ""
+	if tx.Writable {
+		lock = tx.D.LockSuffix
+	}
+	var c broker.Consent
+	err := scanConsent(newScanner(tx.D), &c).from(tx.Q.QueryRow(ctx, `SELECT `+consentColumns+` FROM consents WHERE id = $1`+lock, id))
+	if err != nil {
+		return c, fmt.Errorf("get consent %s: %w", id, err)
+	}
+	return c, nil
+}
+
+const updateConsentSQL = `UPDATE consents SET state = $1, granted = $2, decided_at = $3, expires_at = $4, ended_at = $5, version = $6
+WHERE id = $7 AND version = $8`
+
+func (tx *Tx) UpdateConsent(ctx context.Context, c broker.Consent, ev broker.ConsentEvent) error {
+	if ev.ConsentID != c.ID || ev.Seq != c.Version || ev.To != c.State {
+		return fmt.Errorf("update consent %s: %w: event does not describe this version", c.ID, broker.ErrInvalid)
+	}
+	granted, err := jsonText(c.Granted)
+	if err != nil {
+		return err
+	}
+	err = tx.execOne(ctx, updateConsentSQL, string(c.State), granted, tx.nt(c.DecidedAt), tx.nt(c.ExpiresAt), tx.nt(c.EndedAt),
+		c.Version, c.ID, c.Version-1)
+	if errors.Is(err, broker.ErrNotFound) {
+		// Either no such consent or someone else moved it first.
+		if _, gerr := tx.GetConsent(ctx, c.ID); gerr != nil {
+			return gerr
+		}
+		return fmt.Errorf("update consent %s from version %d: %w", c.ID, c.Version-1, broker.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("update consent %s: %w", c.ID, err)
+	}
+	return tx.appendEvent(ctx, ev)
+}
+
+func (tx *Tx) appendEvent(ctx context.Context, ev broker.ConsentEvent) error {
+	scope, err := jsonText(ev.Scope)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Q.Exec(ctx, `INSERT INTO consent_events (consent_id, seq, from_state, to_state, scope, at, actor, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, ev.ConsentID, ev.Seq, string(ev.From), string(ev.To), scope, tx.t(ev.At), ev.Actor, ev.Reason)
+	if err != nil {
+		return fmt.Errorf("append consent %s event %d: %w", ev.ConsentID, ev.Seq, tx.err(err))
+	}
+	return nil
+}
+
+func (tx *Tx) ListConsents(ctx context.Context, f store.ConsentFilter) ([]broker.Consent, error) {
+	q := `SELECT ` + consentColumns + ` FROM consents WHERE id > $1`
+	args := []any{f.Page.After}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		q += fmt.Sprintf(" AND %s $%d", cond, len(args))
+	}
+	if f.CustomerID != "" {
+		add("customer_id =", f.CustomerID)
+	}
+	if f.FirmID != "" {
+		add("firm_id =", f.FirmID)
+	}
+	if f.State != "" {
+		add("state =", string(f.State))
+	}
+	if !f.ExpiringBy.IsZero() {
+		add("state = 'granted' AND expires_at <=", tx.t(f.ExpiringBy))
+	}
+	args = append(args, f.Page.N())
+	q += fmt.Sprintf(" ORDER BY id LIMIT $%d", len(args))
+	var out []broker.Consent
+	err := queryAll(ctx, tx, q, args, func(s *scanner) (*scanner, func()) {
+		var c broker.Consent
+		return scanConsent(s, &c), func() { out = append(out, c) }
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list consents: %w", err)
+	}
+	return out, nil
+}
+
+func (tx *Tx) ConsentHistory(ctx context.Context, id broker.ConsentID) ([]broker.ConsentEvent, error) {
+	var out []broker.ConsentEvent
+	err := queryAll(ctx, tx, `SELECT consent_id, seq, from_state, to_state, scope, at, actor, reason
+FROM consent_events WHERE consent_id = $1 ORDER BY seq`, []any{id}, func(s *scanner) (*scanner, func()) {
+		var e broker.ConsentEvent
+		s.str((*string)(&e.ConsentID)).num(&e.Seq).str((*string)(&e.From)).str((*string)(&e.To)).json(&e.Scope).
+			time(&e.At).str(&e.Actor).str(&e.Reason)
+		return s, func() { out = append(out, e) }
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of consent %s: %w", id, err)
+	}
+	return out, nil
+}

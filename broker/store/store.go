@@ -1,0 +1,131 @@
+// Package store declares Steward's persistence contract: one Store with
+// read-write and read-only transactions, and the Tx operations every later
+// package builds on. Two implementations exist and pass one conformance
+// suite (package storetest): store/postgres (pgx, production) and
+// store/sqlite (modernc.org/sqlite, the embedded default).
+//
+// # Transactions
+//
+// All reads and writes happen inside Update or View. Update runs fn in a
+// read-write transaction and commits only if fn returns nil, so a state
+// change and the ledger entry that records it commit together or not at
+// all. Implementations MUST serialize conflicting updates of one consent:
+// GetConsent inside Update locks the row until commit (PostgreSQL
+// SELECT ... FOR UPDATE; SQLite serializes writers). UpdateConsent MUST
+// refuse, with broker.ErrConflict, a consent whose stored Version is not
+// c.Version-1, and MUST append the event to the history in the same
+// transaction.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+)
+
+// Store is Steward's persistence. Implementations: store/postgres, store/sqlite.
+type Store interface {
+	// Update runs fn in a read-write transaction; it commits if fn returns
+	// nil and rolls back otherwise, returning fn's error unchanged (wrapped
+	// errors keep their sentinels).
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Backend names the implementation: "postgres" or "sqlite".
+	Backend() string
+	// Close releases connections. In-flight transactions finish first.
+	Close()
+}
+
+// Page bounds a listing. Zero Limit means DefaultLimit; Limit is capped at MaxLimit.
+type Page struct {
+	// After is the id the previous page ended with; listings are ordered by id.
+	After string
+	Limit int
+}
+
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// N returns the effective limit.
+func (p Page) N() int {
+	switch {
+	case p.Limit <= 0:
+		return DefaultLimit
+	case p.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return p.Limit
+}
+
+// ConsentFilter selects consents; zero fields match everything.
+type ConsentFilter struct {
+	CustomerID broker.CustomerID
+	FirmID     broker.FirmID
+	State      broker.ConsentState
+	// ExpiringBy selects granted consents whose ExpiresAt ≤ ExpiringBy.
+	ExpiringBy time.Time
+	Page       Page
+}
+
+// Tx is what a transaction can do. Getters return broker.ErrNotFound for a
+// missing row; creators return broker.ErrConflict for a duplicate key and
+// broker.ErrNotFound when a referenced row does not exist.
+type Tx interface {
+	CreateCustomer(ctx context.Context, c broker.Customer) error
+	GetCustomer(ctx context.Context, id broker.CustomerID) (broker.Customer, error)
+	GetCustomerByHandle(ctx context.Context, handle string) (broker.Customer, error)
+	ListCustomers(ctx context.Context, p Page) ([]broker.Customer, error)
+
+	CreateFirm(ctx context.Context, f broker.Firm) error
+	GetFirm(ctx context.Context, id broker.FirmID) (broker.Firm, error)
+	ListFirms(ctx context.Context, p Page) ([]broker.Firm, error)
+	// SetFirmStatus moves a firm to status; broker.ErrTransition if the
+	// move is not allowed by broker.FirmStatus.CanMoveTo.
+	SetFirmStatus(ctx context.Context, id broker.FirmID, status broker.FirmStatus, at time.Time) (broker.Firm, error)
+
+	CreateClient(ctx context.Context, c broker.Client) error
+	GetClient(ctx context.Context, id broker.ClientID) (broker.Client, error)
+	ListClients(ctx context.Context, firm broker.FirmID) ([]broker.Client, error)
+
+	CreateRegulator(ctx context.Context, r broker.Regulator) error
+	ListRegulators(ctx context.Context) ([]broker.Regulator, error)
+
+	// PutRecord creates or replaces the customer's record for r.Category.
+	PutRecord(ctx context.Context, r broker.Record) error
+	ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.Record, error)
+
+	// AddTerms stores doc as the customer's next terms version (1, 2, …).
+	AddTerms(ctx context.Context, customer broker.CustomerID, doc []byte, at time.Time) (broker.TermsVersion, error)
+	// LatestTerms returns the newest version, or broker.ErrNotFound.
+	LatestTerms(ctx context.Context, customer broker.CustomerID) (broker.TermsVersion, error)
+	ListTerms(ctx context.Context, customer broker.CustomerID) ([]broker.TermsVersion, error)
+
+	// CreateConsent stores a new consent (Version 1) and its first event.
+	CreateConsent(ctx context.Context, c broker.Consent, ev broker.ConsentEvent) error
+	// GetConsent returns a consent; inside Update it locks it until commit.
+	GetConsent(ctx context.Context, id broker.ConsentID) (broker.Consent, error)
+	// UpdateConsent stores c (whose Version is one more than the stored
+	// one) and appends ev to its history.
+	UpdateConsent(ctx context.Context, c broker.Consent, ev broker.ConsentEvent) error
+	ListConsents(ctx context.Context, f ConsentFilter) ([]broker.Consent, error)
+	ConsentHistory(ctx context.Context, id broker.ConsentID) ([]broker.ConsentEvent, error)
+
+	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
+	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
+
+	// Pseudonym returns the customer's pseudonym for the firm, creating it
+	// on first use.
+	Pseudonym(ctx context.Context, customer broker.CustomerID, firm broker.FirmID) (broker.Pseudonym, error)
+	// ResolvePseudonym maps a firm's pseudonym back to the customer, only
+	// for that firm.
+	ResolvePseudonym(ctx context.Context, firm broker.FirmID, p broker.Pseudonym) (broker.CustomerID, error)
+
+	ListCategories(ctx context.Context) ([]broker.Category, error)
+	ListPurposes(ctx context.Context) ([]broker.Purpose, error)
+}

@@ -1,0 +1,817 @@
+// Package storetest is the conformance suite every store.Store must pass.
+// Each backend's tests call Run with a constructor that returns a fresh,
+// migrated, empty store.
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+// Run runs the conformance suite. newStore must return a fresh, migrated,
+// empty store; the suite closes nothing it did not open.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Taxonomy", testTaxonomy},
+		{"Customers", testCustomers},
+		{"Firms", testFirms},
+		{"Clients", testClients},
+		{"Regulators", testRegulators},
+		{"Records", testRecords},
+		{"Terms", testTerms},
+		{"ConsentLifecycle", testConsentLifecycle},
+		{"ConsentIllegalTransitions", testConsentIllegalTransitions},
+		{"ConsentStaleVersion", testConsentStaleVersion},
+		{"ConsentConcurrency", testConsentConcurrency},
+		{"ConsentListing", testConsentListing},
+		{"Disclosures", testDisclosures},
+		{"Pseudonyms", testPseudonyms},
+		{"Rollback", testRollback},
+		{"ReadOnlyView", testReadOnlyView},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+// Now is a fixed clock the fixtures use, at microsecond precision as stored.
+var Now = time.Date(2026, 11, 23, 9, 30, 0, 123456000, time.UTC)
+
+func update(t *testing.T, s store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := s.Update(t.Context(), fn); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+}
+
+func view(t *testing.T, s store.Store, fn func(store.Tx) error) {
+	t.Helper()
+	if err := s.View(t.Context(), fn); err != nil {
+		t.Fatalf("view: %v", err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
+
+// NewCustomer returns a valid customer with the given handle.
+func NewCustomer(handle string) broker.Customer {
+	return broker.Customer{ID: broker.NewCustomerID(), Handle: handle, DisplayName: "Test " + handle,
+		Email: handle + "@example.org", Jurisdiction: "GB", CreatedAt: Now}
+}
+
+// NewFirm returns a valid approved firm.
+func NewFirm(name, sector string) broker.Firm {
+	return broker.Firm{ID: broker.NewFirmID(), LegalName: name, Sector: sector, Jurisdiction: "GB",
+		Status: broker.FirmApproved, CreatedAt: Now, UpdatedAt: Now}
+}
+
+// Fixture creates one customer and one firm and returns them.
+func Fixture(t *testing.T, s store.Store) (broker.Customer, broker.Firm) {
+	t.Helper()
+	c, f := NewCustomer("alice"), NewFirm("Acme Retail Ltd", "retail")
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateCustomer(t.Context(), c); err != nil {
+			return err
+		}
+		return tx.CreateFirm(t.Context(), f)
+	})
+	return c, f
+}
+
+// RequestScope is the scope the fixtures ask for.
+func RequestScope() broker.Scope {
+	return broker.Scope{Categories: []string{"Contact", "Preference", "PurchasesAndSpendingHabit"}, Purpose: "Marketing",
+		Duration: broker.MustParseDuration("P90D"), Frequency: broker.Frequency{Max: 10, Per: broker.MustParseDuration("P1D")}}
+}
+
+// NewRequest stores a requested consent and returns it.
+func NewRequest(t *testing.T, s store.Store, c broker.CustomerID, f broker.FirmID) broker.Consent {
+	t.Helper()
+	con, ev, err := broker.NewConsentRequest(c, f, "", RequestScope(), Now, "firm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, s, func(tx store.Tx) error { return tx.CreateConsent(t.Context(), con, ev) })
+	return con
+}
+
+func testTaxonomy(t *testing.T, s store.Store) {
+	view(t, s, func(tx store.Tx) error {
+		cats, err := tx.ListCategories(t.Context())
+		if err != nil {
+			return err
+		}
+		if len(cats) != len(broker.Categories) {
+			t.Errorf("%d categories, want %d", len(cats), len(broker.Categories))
+		}
+		for _, c := range cats {
+			want, _ := broker.CategoryByName(c.Name)
+			if diff := cmp.Diff(want, c); diff != "" {
+				t.Errorf("category %s (-want +got):\n%s", c.Name, diff)
+			}
+		}
+		ps, err := tx.ListPurposes(t.Context())
+		if err != nil {
+			return err
+		}
+		if len(ps) != len(broker.Purposes) {
+			t.Errorf("%d purposes, want %d", len(ps), len(broker.Purposes))
+		}
+		return nil
+	})
+}
+
+func testCustomers(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a, b := NewCustomer("alice"), NewCustomer("bob")
+	a.Minor, a.PasswordHash = true, "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA"
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateCustomer(ctx, a); err != nil {
+			return err
+		}
+		return tx.CreateCustomer(ctx, b)
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetCustomer(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(a, got); diff != "" {
+			t.Errorf("GetCustomer (-want +got):\n%s", diff)
+		}
+		byHandle, err := tx.GetCustomerByHandle(ctx, "bob")
+		if err != nil {
+			return err
+		}
+		if byHandle.ID != b.ID {
+			t.Errorf("GetCustomerByHandle(bob) = %s, want %s", byHandle.ID, b.ID)
+		}
+		_, err = tx.GetCustomer(ctx, broker.NewCustomerID())
+		wantErr(t, err, broker.ErrNotFound)
+		list, err := tx.ListCustomers(ctx, store.Page{})
+		if err != nil {
+			return err
+		}
+		if len(list) != 2 {
+			t.Errorf("ListCustomers returned %d, want 2", len(list))
+		}
+		page, err := tx.ListCustomers(ctx, store.Page{After: string(list[0].ID), Limit: 5})
+		if err != nil {
+			return err
+		}
+		if len(page) != 1 || page[0].ID != list[1].ID {
+			t.Errorf("second page = %v, want [%s]", page, list[1].ID)
+		}
+		return nil
+	})
+	dup := NewCustomer("alice")
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.CreateCustomer(ctx, dup) }), broker.ErrConflict)
+	bad := NewCustomer("x")
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.CreateCustomer(ctx, bad) }), broker.ErrInvalid)
+}
+
+func testFirms(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := NewFirm("Northwind Bank plc", "financial")
+	f.Status = broker.FirmPending
+	update(t, s, func(tx store.Tx) error { return tx.CreateFirm(ctx, f) })
+	later := Now.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		got, err := tx.SetFirmStatus(ctx, f.ID, broker.FirmApproved, later)
+		if err != nil {
+			return err
+		}
+		if got.Status != broker.FirmApproved || !got.UpdatedAt.Equal(later) {
+			t.Errorf("SetFirmStatus = %+v", got)
+		}
+		return nil
+	})
+	// approved → pending is not a move an operator can make.
+	err := s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.SetFirmStatus(ctx, f.ID, broker.FirmPending, later)
+		return err
+	})
+	wantErr(t, err, broker.ErrTransition)
+	err = s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.SetFirmStatus(ctx, broker.NewFirmID(), broker.FirmSuspended, later)
+		return err
+	})
+	wantErr(t, err, broker.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetFirm(ctx, f.ID)
+		if err != nil {
+			return err
+		}
+		want := f
+		want.Status, want.UpdatedAt = broker.FirmApproved, later
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("GetFirm (-want +got):\n%s", diff)
+		}
+		list, err := tx.ListFirms(ctx, store.Page{})
+		if err != nil || len(list) != 1 {
+			t.Errorf("ListFirms = %v, %v", list, err)
+		}
+		return nil
+	})
+	bad := NewFirm("Bad", "astrology")
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.CreateFirm(ctx, bad) }), broker.ErrInvalid)
+}
+
+func testClients(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, f := Fixture(t, s)
+	c := broker.Client{ID: broker.NewClientID(), FirmID: f.ID, Name: "Acme app", RedirectURIs: []string{"https://acme.example/cb"},
+		JWKS: []byte(`{"keys":[]}`), Status: broker.ClientActive, CreatedAt: Now}
+	update(t, s, func(tx store.Tx) error { return tx.CreateClient(ctx, c) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetClient(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(c, got); diff != "" {
+			t.Errorf("GetClient (-want +got):\n%s", diff)
+		}
+		list, err := tx.ListClients(ctx, f.ID)
+		if err != nil || len(list) != 1 {
+			t.Errorf("ListClients = %v, %v", list, err)
+		}
+		return nil
+	})
+	orphan := c
+	orphan.ID, orphan.FirmID = broker.NewClientID(), broker.NewFirmID()
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.CreateClient(ctx, orphan) }), broker.ErrNotFound)
+}
+
+func testRegulators(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := broker.Regulator{ID: broker.NewRegulatorID(), Name: "Information Commissioner", Jurisdiction: "GB", CreatedAt: Now}
+	update(t, s, func(tx store.Tx) error { return tx.CreateRegulator(ctx, r) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.ListRegulators(ctx)
+		if diff := cmp.Diff([]broker.Regulator{r}, got); diff != "" || err != nil {
+			t.Errorf("ListRegulators (-want +got): %v\n%s", err, diff)
+		}
+		return nil
+	})
+}
+
+func testRecords(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, _ := Fixture(t, s)
+	r := broker.Record{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`{"email":"alice@example.org","phone":"+44 20 7946 0000"}`),
+		Source: "customer", UpdatedAt: Now}
+	update(t, s, func(tx store.Tx) error { return tx.PutRecord(ctx, r) })
+	r2 := r
+	r2.Value, r2.UpdatedAt = json.RawMessage(`{"email":"a@example.org"}`), Now.Add(time.Minute)
+	update(t, s, func(tx store.Tx) error { return tx.PutRecord(ctx, r2) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.ListRecords(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if len(got) != 1 {
+			t.Fatalf("ListRecords = %d records, want 1", len(got))
+		}
+		var gv, wv any
+		_ = json.Unmarshal(got[0].Value, &gv)
+		_ = json.Unmarshal(r2.Value, &wv)
+		if !cmp.Equal(gv, wv) || !got[0].UpdatedAt.Equal(r2.UpdatedAt) {
+			t.Errorf("record = %s at %v, want %s at %v", got[0].Value, got[0].UpdatedAt, r2.Value, r2.UpdatedAt)
+		}
+		return nil
+	})
+	for _, bad := range []broker.Record{
+		{CustomerID: c.ID, Category: "Horoscope", Value: json.RawMessage(`{}`), Source: "customer", UpdatedAt: Now},
+		{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`[1,2]`), Source: "customer", UpdatedAt: Now},
+		{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`{"a":`), Source: "customer", UpdatedAt: Now},
+	} {
+		wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.PutRecord(ctx, bad) }), broker.ErrInvalid)
+	}
+	unknown := r
+	unknown.CustomerID = broker.NewCustomerID()
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.PutRecord(ctx, unknown) }), broker.ErrNotFound)
+}
+
+func testTerms(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, _ := Fixture(t, s)
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.LatestTerms(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+	docs := []string{`{"version":1,"rules":[]}`, `{"version":1,"rules":[{"effect":"deny"}]}`}
+	for i, d := range docs {
+		update(t, s, func(tx store.Tx) error {
+			tv, err := tx.AddTerms(ctx, c.ID, []byte(d), Now.Add(time.Duration(i)*time.Second))
+			if err != nil {
+				return err
+			}
+			if tv.Version != i+1 || tv.Hash != broker.HashDocument([]byte(d)) {
+				t.Errorf("AddTerms = version %d hash %s", tv.Version, tv.Hash)
+			}
+			return nil
+		})
+	}
+	view(t, s, func(tx store.Tx) error {
+		latest, err := tx.LatestTerms(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if latest.Version != 2 || string(latest.Document) != docs[1] {
+			t.Errorf("LatestTerms = v%d %s; want v2 with the exact bytes saved", latest.Version, latest.Document)
+		}
+		all, err := tx.ListTerms(ctx, c.ID)
+		if err != nil || len(all) != 2 || all[0].Version != 1 {
+			t.Errorf("ListTerms = %v, %v", all, err)
+		}
+		return nil
+	})
+}
+
+func testConsentLifecycle(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	narrowed := RequestScope()
+	narrowed.Categories = []string{"Contact"}
+	narrowed.Duration = broker.MustParseDuration("P30D")
+	steps := []func(broker.Consent) (broker.Consent, broker.ConsentEvent, error){
+		func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Grant(RequestScope(), Now.Add(time.Minute), "customer")
+		},
+		func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Narrow(narrowed, Now.Add(2*time.Minute), "customer")
+		},
+		func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Revoke(Now.Add(3*time.Minute), "customer", "changed my mind")
+		},
+	}
+	for i, step := range steps {
+		update(t, s, func(tx store.Tx) error {
+			cur, err := tx.GetConsent(ctx, con.ID)
+			if err != nil {
+				return err
+			}
+			next, ev, err := step(cur)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+			return tx.UpdateConsent(ctx, next, ev)
+		})
+	}
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetConsent(ctx, con.ID)
+		if err != nil {
+			return err
+		}
+		if got.State != broker.ConsentRevoked || got.Version != 4 || !got.EndedAt.Equal(Now.Add(3*time.Minute)) {
+			t.Errorf("final consent = %+v", got)
+		}
+		if want := narrowed.Duration.AddTo(Now.Add(time.Minute)); !got.ExpiresAt.Equal(want) {
+			t.Errorf("ExpiresAt = %v, want %v (narrowing shortens expiry)", got.ExpiresAt, want)
+		}
+		if diff := cmp.Diff([]string{"Contact"}, got.Granted.Categories); diff != "" {
+			t.Errorf("granted categories (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(RequestScope(), got.Requested); diff != "" {
+			t.Errorf("requested scope changed (-want +got):\n%s", diff)
+		}
+		hist, err := tx.ConsentHistory(ctx, con.ID)
+		if err != nil {
+			return err
+		}
+		checkHistory(t, got, hist)
+		var states []broker.ConsentState
+		for _, e := range hist {
+			states = append(states, e.To)
+		}
+		want := []broker.ConsentState{broker.ConsentRequested, broker.ConsentGranted, broker.ConsentGranted, broker.ConsentRevoked}
+		if diff := cmp.Diff(want, states); diff != "" {
+			t.Errorf("history states (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+
+	// Expiry and denial paths on fresh requests.
+	exp := NewRequest(t, s, c.ID, f.ID)
+	den := NewRequest(t, s, c.ID, f.ID)
+	update(t, s, func(tx store.Tx) error {
+		g, ev, err := exp.Grant(RequestScope(), Now, "customer")
+		if err != nil {
+			return err
+		}
+		if err := tx.UpdateConsent(ctx, g, ev); err != nil {
+			return err
+		}
+		e, ev, err := g.Expire(g.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		if err := tx.UpdateConsent(ctx, e, ev); err != nil {
+			return err
+		}
+		d, ev, err := den.Deny(Now, "customer", "no thanks")
+		if err != nil {
+			return err
+		}
+		return tx.UpdateConsent(ctx, d, ev)
+	})
+	view(t, s, func(tx store.Tx) error {
+		e, _ := tx.GetConsent(ctx, exp.ID)
+		d, _ := tx.GetConsent(ctx, den.ID)
+		if e.State != broker.ConsentExpired || d.State != broker.ConsentDenied {
+			t.Errorf("states = %s, %s; want expired, denied", e.State, d.State)
+		}
+		return nil
+	})
+}
+
+// checkHistory verifies that a consent's history replays to its state.
+func checkHistory(t *testing.T, c broker.Consent, hist []broker.ConsentEvent) {
+	t.Helper()
+	if len(hist) != c.Version {
+		t.Fatalf("history has %d events, consent version %d", len(hist), c.Version)
+	}
+	prev := broker.ConsentState("")
+	for i, e := range hist {
+		if e.Seq != i+1 || e.From != prev {
+			t.Fatalf("event %d = seq %d from %q, want seq %d from %q", i, e.Seq, e.From, i+1, prev)
+		}
+		if prev.Final() {
+			t.Fatalf("event %d leaves final state %s", i, prev)
+		}
+		prev = e.To
+	}
+	if prev != c.State {
+		t.Fatalf("history ends in %s, consent is %s", prev, c.State)
+	}
+}
+
+func testConsentIllegalTransitions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	wider := RequestScope()
+	wider.Categories = append(wider.Categories, "Location")
+	longer := RequestScope()
+	longer.Duration = broker.MustParseDuration("P1Y")
+	denied := NewRequest(t, s, c.ID, f.ID)
+	granted := NewRequest(t, s, c.ID, f.ID)
+	update(t, s, func(tx store.Tx) error {
+		d, ev, _ := denied.Deny(Now, "customer", "")
+		if err := tx.UpdateConsent(ctx, d, ev); err != nil {
+			return err
+		}
+		g, ev, _ := granted.Grant(RequestScope(), Now, "customer")
+		return tx.UpdateConsent(ctx, g, ev)
+	})
+	type move func(broker.Consent) (broker.Consent, broker.ConsentEvent, error)
+	cases := []struct {
+		name string
+		id   broker.ConsentID
+		move move
+		want error
+	}{
+		{"revoke denied", denied.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Revoke(Now, "customer", "") }, broker.ErrTransition},
+		{"grant denied", denied.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Grant(RequestScope(), Now, "customer")
+		}, broker.ErrTransition},
+		{"grant granted", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Grant(RequestScope(), Now, "customer")
+		}, broker.ErrTransition},
+		{"deny granted", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Deny(Now, "customer", "") }, broker.ErrTransition},
+		{"expire before time", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Expire(Now.Add(time.Hour)) }, broker.ErrTransition},
+		{"narrow wider categories", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Narrow(wider, Now, "customer")
+		}, broker.ErrScopeWidened},
+		{"narrow longer", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Narrow(longer, Now, "customer")
+		}, broker.ErrScopeWidened},
+		{"narrow after expiry", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Narrow(RequestScope(), x.ExpiresAt, "customer")
+		}, broker.ErrTransition},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var before broker.Consent
+			var hist []broker.ConsentEvent
+			view(t, s, func(tx store.Tx) (err error) {
+				before, err = tx.GetConsent(ctx, tc.id)
+				if err != nil {
+					return err
+				}
+				hist, err = tx.ConsentHistory(ctx, tc.id)
+				return err
+			})
+			err := s.Update(ctx, func(tx store.Tx) error {
+				cur, err := tx.GetConsent(ctx, tc.id)
+				if err != nil {
+					return err
+				}
+				next, ev, err := tc.move(cur)
+				if err != nil {
+					return err
+				}
+				return tx.UpdateConsent(ctx, next, ev)
+			})
+			wantErr(t, err, tc.want)
+			view(t, s, func(tx store.Tx) error {
+				after, err := tx.GetConsent(ctx, tc.id)
+				if err != nil {
+					return err
+				}
+				if diff := cmp.Diff(before, after); diff != "" {
+					t.Errorf("refused transition changed the consent (-before +after):\n%s", diff)
+				}
+				h, err := tx.ConsentHistory(ctx, tc.id)
+				if len(h) != len(hist) || err != nil {
+					t.Errorf("history grew from %d to %d events", len(hist), len(h))
+				}
+				return nil
+			})
+		})
+	}
+	// Expired consents cannot be granted: the state machine has no way back.
+	exp := NewRequest(t, s, c.ID, f.ID)
+	update(t, s, func(tx store.Tx) error {
+		g, ev, _ := exp.Grant(RequestScope(), Now, "customer")
+		if err := tx.UpdateConsent(ctx, g, ev); err != nil {
+			return err
+		}
+		e, ev, err := g.Expire(g.ExpiresAt.Add(time.Second))
+		if err != nil {
+			return err
+		}
+		return tx.UpdateConsent(ctx, e, ev)
+	})
+	err := s.Update(ctx, func(tx store.Tx) error {
+		cur, _ := tx.GetConsent(ctx, exp.ID)
+		_, _, err := cur.Grant(RequestScope(), Now, "customer")
+		return err
+	})
+	wantErr(t, err, broker.ErrTransition)
+}
+
+func testConsentStaleVersion(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	g, gev, _ := con.Grant(RequestScope(), Now, "customer")
+	d, dev, _ := con.Deny(Now, "customer", "")
+	update(t, s, func(tx store.Tx) error { return tx.UpdateConsent(ctx, g, gev) })
+	// A writer that read version 1 loses: its deny must not overwrite the grant.
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UpdateConsent(ctx, d, dev) }), broker.ErrConflict)
+	missing := g
+	missing.ID = broker.NewConsentID()
+	gev.ConsentID = missing.ID
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UpdateConsent(ctx, missing, gev) }), broker.ErrNotFound)
+}
+
+// testConsentConcurrency runs 50 goroutines that each try to grant, narrow
+// or revoke the same consent. Whatever interleaving the backend allows,
+// the consent ends in a legal state and its history replays to it.
+func testConsentConcurrency(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	const workers = 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	for i := range workers {
+		wg.Go(func() {
+			at := Now.Add(time.Duration(i) * time.Second)
+			err := s.Update(ctx, func(tx store.Tx) error {
+				cur, err := tx.GetConsent(ctx, con.ID)
+				if err != nil {
+					return err
+				}
+				var next broker.Consent
+				var ev broker.ConsentEvent
+				switch i % 3 {
+				case 0:
+					next, ev, err = cur.Grant(RequestScope(), at, "customer")
+				case 1:
+					sc := cur.Granted
+					if len(sc.Categories) > 1 {
+						sc.Categories = sc.Categories[:len(sc.Categories)-1]
+					}
+					next, ev, err = cur.Narrow(sc, at, "customer")
+				case 2:
+					next, ev, err = cur.Revoke(at, "customer", "")
+				}
+				if err != nil {
+					return err
+				}
+				return tx.UpdateConsent(ctx, next, ev)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				outcomes["ok"]++
+			case errors.Is(err, broker.ErrTransition), errors.Is(err, broker.ErrScopeWidened), errors.Is(err, broker.ErrConflict):
+				outcomes["refused"]++
+			default:
+				t.Errorf("worker %d: unexpected error %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetConsent(ctx, con.ID)
+		if err != nil {
+			return err
+		}
+		hist, err := tx.ConsentHistory(ctx, con.ID)
+		if err != nil {
+			return err
+		}
+		checkHistory(t, got, hist)
+		if got.Version-1 != outcomes["ok"] {
+			t.Errorf("%d successful updates but version %d", outcomes["ok"], got.Version)
+		}
+		if !slices.Contains([]broker.ConsentState{broker.ConsentRequested, broker.ConsentGranted, broker.ConsentRevoked}, got.State) {
+			t.Errorf("final state %s is not reachable by grant/narrow/revoke", got.State)
+		}
+		grants := 0
+		for _, e := range hist {
+			if e.From == broker.ConsentRequested && e.To == broker.ConsentGranted {
+				grants++
+			}
+		}
+		if grants > 1 {
+			t.Errorf("consent granted %d times", grants)
+		}
+		return nil
+	})
+}
+
+func testConsentListing(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	other := NewFirm("Other Telecom", "telecom")
+	update(t, s, func(tx store.Tx) error { return tx.CreateFirm(ctx, other) })
+	a := NewRequest(t, s, c.ID, f.ID)
+	NewRequest(t, s, c.ID, other.ID)
+	update(t, s, func(tx store.Tx) error {
+		g, ev, _ := a.Grant(RequestScope(), Now, "customer")
+		return tx.UpdateConsent(ctx, g, ev)
+	})
+	view(t, s, func(tx store.Tx) error {
+		byFirm, _ := tx.ListConsents(ctx, store.ConsentFilter{FirmID: f.ID})
+		byCustomer, _ := tx.ListConsents(ctx, store.ConsentFilter{CustomerID: c.ID})
+		granted, _ := tx.ListConsents(ctx, store.ConsentFilter{State: broker.ConsentGranted})
+		soon, _ := tx.ListConsents(ctx, store.ConsentFilter{ExpiringBy: Now.AddDate(0, 0, 89)})
+		due, err := tx.ListConsents(ctx, store.ConsentFilter{ExpiringBy: Now.AddDate(0, 0, 90)})
+		if err != nil {
+			return err
+		}
+		if len(byFirm) != 1 || len(byCustomer) != 2 || len(granted) != 1 || len(soon) != 0 || len(due) != 1 {
+			t.Errorf("listing counts: firm %d customer %d granted %d expiring-early %d due %d; want 1 2 1 0 1",
+				len(byFirm), len(byCustomer), len(granted), len(soon), len(due))
+		}
+		return nil
+	})
+}
+
+func testDisclosures(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	d := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID,
+		Categories: []string{"Contact"}, Fields: map[string][]string{"Contact": {"email"}}, At: Now, ReceiptID: "rcpt-1"}
+	plain := d
+	plain.ID, plain.Fields, plain.At = broker.NewDisclosureID(), nil, Now.Add(time.Second)
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.InsertDisclosure(ctx, d); err != nil {
+			return err
+		}
+		return tx.InsertDisclosure(ctx, plain)
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.ListDisclosures(ctx, c.ID, store.Page{})
+		if err != nil {
+			return err
+		}
+		want := []broker.Disclosure{d, plain}
+		slices.SortFunc(want, func(a, b broker.Disclosure) int { return cmpString(string(a.ID), string(b.ID)) })
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ListDisclosures (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	bad := d
+	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertDisclosure(ctx, bad) }), broker.ErrNotFound)
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func testPseudonyms(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	g := NewFirm("Globex Insurance", "insurance")
+	update(t, s, func(tx store.Tx) error { return tx.CreateFirm(ctx, g) })
+	var pf, pg, again broker.Pseudonym
+	update(t, s, func(tx store.Tx) (err error) {
+		if pf, err = tx.Pseudonym(ctx, c.ID, f.ID); err != nil {
+			return err
+		}
+		pg, err = tx.Pseudonym(ctx, c.ID, g.ID)
+		return err
+	})
+	// Concurrent first use settles on one pseudonym.
+	var wg sync.WaitGroup
+	got := make([]broker.Pseudonym, 8)
+	for i := range got {
+		wg.Go(func() {
+			if err := s.Update(ctx, func(tx store.Tx) (err error) { got[i], err = tx.Pseudonym(ctx, c.ID, f.ID); return err }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	view(t, s, func(tx store.Tx) (err error) {
+		again, err = tx.Pseudonym(ctx, c.ID, f.ID)
+		return err
+	})
+	if pf == pg || pf == "" {
+		t.Errorf("pseudonyms for two firms = %q, %q; want distinct", pf, pg)
+	}
+	for _, p := range append(got, again) {
+		if p != pf {
+			t.Errorf("pseudonym changed: %q then %q", pf, p)
+		}
+	}
+	view(t, s, func(tx store.Tx) error {
+		id, err := tx.ResolvePseudonym(ctx, f.ID, pf)
+		if err != nil || id != c.ID {
+			t.Errorf("ResolvePseudonym = %s, %v", id, err)
+		}
+		// Firm g cannot resolve firm f's pseudonym.
+		_, err = tx.ResolvePseudonym(ctx, g.ID, pf)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+}
+
+func testRollback(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	boom := errors.New("boom")
+	c := NewCustomer("carol")
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateCustomer(ctx, c); err != nil {
+			return err
+		}
+		return fmt.Errorf("later step: %w", boom)
+	})
+	wantErr(t, err, boom)
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.GetCustomer(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+}
+
+func testReadOnlyView(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c := NewCustomer("dave")
+	if err := s.View(ctx, func(tx store.Tx) error { return tx.CreateCustomer(ctx, c) }); err == nil {
+		t.Fatal("CreateCustomer inside View succeeded")
+	}
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.GetCustomer(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+}
