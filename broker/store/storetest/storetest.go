@@ -493,15 +493,21 @@ func testConsentIllegalTransitions(t *testing.T, s store.Store) {
 		move move
 		want error
 	}{
-		{"revoke denied", denied.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Revoke(Now, "customer", "") }, broker.ErrTransition},
+		{"revoke denied", denied.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Revoke(Now, "customer", "")
+		}, broker.ErrTransition},
 		{"grant denied", denied.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
 			return x.Grant(RequestScope(), Now, "customer")
 		}, broker.ErrTransition},
 		{"grant granted", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
 			return x.Grant(RequestScope(), Now, "customer")
 		}, broker.ErrTransition},
-		{"deny granted", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Deny(Now, "customer", "") }, broker.ErrTransition},
-		{"expire before time", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return x.Expire(Now.Add(time.Hour)) }, broker.ErrTransition},
+		{"deny granted", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Deny(Now, "customer", "")
+		}, broker.ErrTransition},
+		{"expire before time", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return x.Expire(Now.Add(time.Hour))
+		}, broker.ErrTransition},
 		{"narrow wider categories", granted.ID, func(x broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
 			return x.Narrow(wider, Now, "customer")
 		}, broker.ErrScopeWidened},
