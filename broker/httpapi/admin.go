@@ -1,0 +1,212 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+// requireBearer admits requests whose Authorization header carries token.
+// The comparison is constant-time over hashes so length leaks nothing.
+func requireBearer(token string, log *slog.Logger) func(http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			sum := sha256.Sum256([]byte(got))
+			if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+				WriteError(w, r, log, broker.ErrUnauthenticated)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// page reads ?after= and ?limit= (1..store.MaxLimit).
+func page(r *http.Request) (store.Page, error) {
+	p := store.Page{After: r.URL.Query().Get("after")}
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxLimit {
+			return p, badRequest("invalid-query", "limit must be an integer from 1 to "+strconv.Itoa(store.MaxLimit))
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// listResponse is a page of items; Next is the ?after= value for the next
+// page, empty on the last.
+type listResponse[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+func newList[T any](items []T, p store.Page, id func(T) string) listResponse[T] {
+	out := listResponse[T]{Items: items}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	if len(items) == p.N() {
+		out.Next = id(items[len(items)-1])
+	}
+	return out
+}
+
+type admin struct{ cfg Config }
+
+func mountAdmin(r chi.Router, cfg Config) {
+	a := admin{cfg}
+	r.Get("/firms", a.listFirms)
+	r.Post("/firms", a.createFirm)
+	r.Get("/firms/{id}", a.getFirm)
+	r.Post("/firms/{id}/approve", a.setFirmStatus(broker.FirmApproved))
+	r.Post("/firms/{id}/suspend", a.setFirmStatus(broker.FirmSuspended))
+	r.Get("/customers", a.listCustomers)
+	r.Post("/customers", a.createCustomer)
+	r.Get("/customers/{id}", a.getCustomer)
+}
+
+func (a admin) fail(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, a.cfg.Logger, err) }
+
+// NewFirmRequest is the body of POST /v1/admin/firms.
+type NewFirmRequest struct {
+	LegalName    string `json:"legal_name"`
+	Sector       string `json:"sector"`
+	Jurisdiction string `json:"jurisdiction"`
+}
+
+func (a admin) createFirm(w http.ResponseWriter, r *http.Request) {
+	var req NewFirmRequest
+	if err := decodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	now := a.cfg.Now().UTC()
+	f := broker.Firm{ID: broker.NewFirmID(), LegalName: req.LegalName, Sector: req.Sector, Jurisdiction: req.Jurisdiction,
+		Status: broker.FirmPending, CreatedAt: now, UpdatedAt: now}
+	if err := f.Validate(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error { return tx.CreateFirm(r.Context(), f) }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/admin/firms/"+string(f.ID))
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (a admin) listFirms(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var firms []broker.Firm
+	if err := a.cfg.Store.View(r.Context(), func(tx store.Tx) (err error) { firms, err = tx.ListFirms(r.Context(), p); return err }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(firms, p, func(f broker.Firm) string { return string(f.ID) }))
+}
+
+func (a admin) getFirm(w http.ResponseWriter, r *http.Request) {
+	id, err := broker.ParseFirmID(chi.URLParam(r, "id"))
+	if err != nil {
+		a.fail(w, r, broker.ErrNotFound)
+		return
+	}
+	var f broker.Firm
+	if err := a.cfg.Store.View(r.Context(), func(tx store.Tx) (err error) { f, err = tx.GetFirm(r.Context(), id); return err }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (a admin) setFirmStatus(to broker.FirmStatus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := broker.ParseFirmID(chi.URLParam(r, "id"))
+		if err != nil {
+			a.fail(w, r, broker.ErrNotFound)
+			return
+		}
+		var f broker.Firm
+		err = a.cfg.Store.Update(r.Context(), func(tx store.Tx) (err error) {
+			f, err = tx.SetFirmStatus(r.Context(), id, to, a.cfg.Now())
+			return err
+		})
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, f)
+	}
+}
+
+// NewCustomerRequest is the body of POST /v1/admin/customers.
+type NewCustomerRequest struct {
+	Handle       string `json:"handle"`
+	DisplayName  string `json:"display_name"`
+	Email        string `json:"email"`
+	Jurisdiction string `json:"jurisdiction"`
+	Minor        bool   `json:"minor"`
+}
+
+func (a admin) createCustomer(w http.ResponseWriter, r *http.Request) {
+	var req NewCustomerRequest
+	if err := decodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	c := broker.Customer{ID: broker.NewCustomerID(), Handle: req.Handle, DisplayName: req.DisplayName, Email: req.Email,
+		Jurisdiction: req.Jurisdiction, Minor: req.Minor, CreatedAt: a.cfg.Now().UTC()}
+	if err := c.Validate(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error { return tx.CreateCustomer(r.Context(), c) }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/admin/customers/"+string(c.ID))
+	writeJSON(w, http.StatusCreated, c)
+}
+
+func (a admin) listCustomers(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var cs []broker.Customer
+	if err := a.cfg.Store.View(r.Context(), func(tx store.Tx) (err error) { cs, err = tx.ListCustomers(r.Context(), p); return err }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(cs, p, func(c broker.Customer) string { return string(c.ID) }))
+}
+
+func (a admin) getCustomer(w http.ResponseWriter, r *http.Request) {
+	id, err := broker.ParseCustomerID(chi.URLParam(r, "id"))
+	if err != nil {
+		a.fail(w, r, broker.ErrNotFound)
+		return
+	}
+	var c broker.Customer
+	if err := a.cfg.Store.View(r.Context(), func(tx store.Tx) (err error) { c, err = tx.GetCustomer(r.Context(), id); return err }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
