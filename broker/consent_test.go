@@ -162,11 +162,19 @@ func TestConsentTransitions(t *testing.T) {
 		broker.ConsentRevoked: revoked, broker.ConsentExpired: expired,
 	}
 	actions := map[string]func(broker.Consent) (broker.Consent, broker.ConsentEvent, error){
-		"grant":  func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Grant(scope("Contact"), t0, "customer") },
-		"deny":   func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Deny(t0, "customer", "") },
-		"narrow": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Narrow(scope("Contact"), t0, "customer") },
-		"revoke": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Revoke(t0, "customer", "") },
-		"expire": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Expire(t0.AddDate(1, 0, 0)) },
+		"grant": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return c.Grant(scope("Contact"), t0, "customer")
+		},
+		"deny": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) { return c.Deny(t0, "customer", "") },
+		"narrow": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return c.Narrow(scope("Contact"), t0, "customer")
+		},
+		"revoke": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return c.Revoke(t0, "customer", "")
+		},
+		"expire": func(c broker.Consent) (broker.Consent, broker.ConsentEvent, error) {
+			return c.Expire(t0.AddDate(1, 0, 0))
+		},
 	}
 	legal := map[broker.ConsentState]map[string]broker.ConsentState{
 		broker.ConsentRequested: {"grant": broker.ConsentGranted, "deny": broker.ConsentDenied},

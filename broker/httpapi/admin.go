@@ -76,7 +76,9 @@ func mountAdmin(r chi.Router, cfg Config) {
 	r.Get("/customers/{id}", a.getCustomer)
 }
 
-func (a admin) fail(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, a.cfg.Logger, err) }
+func (a admin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(w, r, a.cfg.Logger, err)
+}
 
 // NewFirmRequest is the body of POST /v1/admin/firms.
 type NewFirmRequest struct {
