@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/password"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/backend"
+)
+
+// demoCredentials are generated on the first demo run and kept in the data
+// directory, so a restarted demo prints the same tokens.
+type demoCredentials struct {
+	OperatorToken  string            `json:"operator_token"`
+	RegulatorToken string            `json:"regulator_token"`
+	Passwords      map[string]string `json:"customer_passwords"`
+}
+
+const credentialsFile = "demo-credentials.json"
+
+func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs, cf := flagSet("demo", "Start Steward on the embedded SQLite store in --data-dir, seeded with demo customers,\nfirms and a regulator, and print the URLs to open and the demo logins.", &c, stderr,
+		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout")
+	c.LogFormat = "text"
+	if err := parseConfig(fs, cf, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	creds, err := loadOrCreateCredentials(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.OperatorToken = creds.OperatorToken
+	c.MaxBody = 1 << 20
+	if err := seedDemo(ctx, c.DataDir, creds); err != nil {
+		return fmt.Errorf("seed demo data: %w", err)
+	}
+	return serve(ctx, c, log, func(base string) { printDemo(stdout, base, c.DataDir, creds) })
+}
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func loadOrCreateCredentials(dir string) (demoCredentials, error) {
+	path := filepath.Join(dir, credentialsFile)
+	var creds demoCredentials
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if err := json.Unmarshal(b, &creds); err != nil {
+			return creds, fmt.Errorf("%s: %w", path, err)
+		}
+		return creds, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return creds, err
+	}
+	creds = demoCredentials{OperatorToken: randomToken(), RegulatorToken: randomToken(), Passwords: map[string]string{}}
+	for _, c := range demoCustomers {
+		creds.Passwords[c.handle] = c.handle + "-" + randomToken()[:8]
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return creds, err
+	}
+	b, _ = json.MarshalIndent(creds, "", "  ")
+	return creds, os.WriteFile(path, b, 0o600)
+}
+
+type demoCustomer struct {
+	handle, name, email, jurisdiction string
+	minor                             bool
+	vault                             map[string]string
+}
+
+var demoCustomers = []demoCustomer{
+	{handle: "alice", name: "Alice Moreau", email: "alice@example.org", jurisdiction: "GB", vault: map[string]string{
+		"Contact":                   `{"email":"alice@example.org","phone":"+44 20 7946 0018","address":"12 Elm Row, London N1 2AB"}`,
+		"Demographic":               `{"birth_year":1988,"household_size":3}`,
+		"PurchasesAndSpendingHabit": `{"last_12_months":[{"merchant":"Acme Retail","category":"groceries","total_gbp":2140.55},{"merchant":"Acme Retail","category":"garden","total_gbp":310.00}]}`,
+		"Preference":                `{"contact_by":"email","interests":["cycling","cooking","gardening"]}`,
+		"Financial":                 `{"income_band":"40-60k GBP","credit_score_band":"good"}`,
+		"Location":                  `{"home_region":"London","recent":[{"city":"Brighton","month":"2026-10"}]}`,
+	}},
+	{handle: "bruno", name: "Bruno Keller", email: "bruno@example.de", jurisdiction: "DE", vault: map[string]string{
+		"Contact":    `{"email":"bruno@example.de","phone":"+49 30 901820"}`,
+		"Preference": `{"contact_by":"post","interests":["hiking","jazz"]}`,
+		"Health":     `{"allergies":["penicillin"]}`,
+	}},
+	{handle: "chloe", name: "Chloé Dubois", email: "chloe@example.fr", jurisdiction: "FR", minor: true, vault: map[string]string{
+		"Contact":    `{"email":"chloe@example.fr"}`,
+		"Preference": `{"interests":["football","music"]}`,
+	}},
+}
+
+var demoFirms = []struct {
+	name, sector, jurisdiction string
+	status                     broker.FirmStatus
+}{
+	{"Acme Retail Ltd", "retail", "GB", broker.FirmApproved},
+	{"Northwind Bank plc", "financial", "GB", broker.FirmApproved},
+	{"Globex Versicherung AG", "insurance", "DE", broker.FirmApproved},
+	{"Umbrella Health Research BV", "research", "NL", broker.FirmApproved},
+	{"Initech Télécom SA", "telecom", "FR", broker.FirmPending},
+}
+
+// seedDemo fills an empty store with demo data; it does nothing if the
+// demo customers already exist.
+func seedDemo(ctx context.Context, dataDir string, creds demoCredentials) error {
+	s, _, err := backend.Open(ctx, "", dataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	hashes := map[string]string{}
+	for _, c := range demoCustomers {
+		h, err := password.Hash(creds.Passwords[c.handle], password.Default)
+		if err != nil {
+			return err
+		}
+		hashes[c.handle] = h
+	}
+	now := time.Now().UTC()
+	return s.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.GetCustomerByHandle(ctx, demoCustomers[0].handle); err == nil {
+			return nil // already seeded
+		} else if !errors.Is(err, broker.ErrNotFound) {
+			return err
+		}
+		for _, dc := range demoCustomers {
+			c := broker.Customer{ID: broker.NewCustomerID(), Handle: dc.handle, DisplayName: dc.name, Email: dc.email,
+				Jurisdiction: dc.jurisdiction, Minor: dc.minor, PasswordHash: hashes[dc.handle], CreatedAt: now}
+			if err := tx.CreateCustomer(ctx, c); err != nil {
+				return err
+			}
+			for cat, v := range dc.vault {
+				if err := tx.PutRecord(ctx, broker.Record{CustomerID: c.ID, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
+					return err
+				}
+			}
+		}
+		for _, df := range demoFirms {
+			f := broker.Firm{ID: broker.NewFirmID(), LegalName: df.name, Sector: df.sector, Jurisdiction: df.jurisdiction,
+				Status: df.status, CreatedAt: now, UpdatedAt: now}
+			if err := tx.CreateFirm(ctx, f); err != nil {
+				return err
+			}
+		}
+		return tx.CreateRegulator(ctx, broker.Regulator{ID: broker.NewRegulatorID(), Name: "Information Commissioner's Office", Jurisdiction: "GB", CreatedAt: now})
+	})
+}
+
+func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
+	fmt.Fprintf(w, "\nSteward demo is running at %s (SQLite: %s)\n\n", base, filepath.Join(dataDir, backend.SQLiteFile))
+	fmt.Fprintln(w, "Open:")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  readiness\t%s/readyz\n", base)
+	fmt.Fprintf(tw, "  metrics\t%s/metrics\n", base)
+	fmt.Fprintf(tw, "  operator API\t%s/v1/admin/firms   (Authorization: Bearer <operator token>)\n", base)
+	tw.Flush()
+	fmt.Fprintln(w, "\nDemo logins:")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  operator token\t%s\n", creds.OperatorToken)
+	fmt.Fprintf(tw, "  regulator token\t%s\n", creds.RegulatorToken)
+	for _, c := range demoCustomers {
+		note := ""
+		if c.minor {
+			note = "  (flagged as a minor)"
+		}
+		fmt.Fprintf(tw, "  customer %s\tpassword %s%s\n", c.handle, creds.Passwords[c.handle], note)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nTry:\n  curl -H 'Authorization: Bearer %s' %s/v1/admin/firms\n\nPress Ctrl-C to stop. Data stays in %s; delete it to start afresh.\n",
+		creds.OperatorToken, base, dataDir)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
+)
+
+// buildBinary compiles cmd/steward once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "steward")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDemoBinary starts the built binary's demo, checks /readyz and the
+// operator API with the printed token, then stops it with SIGTERM and
+// expects a clean exit.
+func TestDemoBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dataDir := t.TempDir()
+	cmd := exec.Command(bin, "demo", "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "STEWARD_DATA_DIR="+dataDir)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	urlRE := regexp.MustCompile(`running at (http://\S+)`)
+	tokenRE := regexp.MustCompile(`operator token\s+([0-9a-f]{64})`)
+	var base, token string
+	sc := bufio.NewScanner(stdout)
+	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
+	for sc.Scan() && (base == "" || token == "") {
+		if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
+			base = m[1]
+		}
+		if m := tokenRE.FindStringSubmatch(sc.Text()); m != nil {
+			token = m[1]
+		}
+	}
+	deadline.Stop()
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	if base == "" || token == "" {
+		t.Fatalf("demo printed no URL or token; stderr:\n%s", stderr.String())
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz = %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/admin/firms", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var firms struct{ Items []json.RawMessage }
+	_ = json.NewDecoder(resp.Body).Decode(&firms)
+	resp.Body.Close()
+	if len(firms.Items) != len(demoFirms) {
+		t.Errorf("demo has %d firms, want %d", len(firms.Items), len(demoFirms))
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "steward.db")); err != nil {
+		t.Errorf("no SQLite file in the data directory: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exited with %v after SIGTERM; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop within 30s of SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "stopped") {
+		t.Errorf("no clean-stop log line; stderr:\n%s", stderr.String())
+	}
+}
+
+// TestGracefulDrain: a request in flight when shutdown starts completes.
+func TestGracefulDrain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		_, _ = io.WriteString(w, "finished")
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), 5*time.Second) }()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow")
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- string(b)
+	}()
+	<-started
+	cancel()
+	if body := <-got; body != "finished" {
+		t.Errorf("in-flight request got %q, want it to finish", body)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("serveHTTP = %v, want clean shutdown", err)
+	}
+	if _, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		t.Error("server still accepts connections after shutdown")
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "steward.json")
+	if err := os.WriteFile(file, []byte(`{"addr":"127.0.0.1:1111","data-dir":"/from/file","log-level":"warn","shutdown-timeout":"3s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STEWARD_DATA_DIR", "/from/env")
+	t.Setenv("STEWARD_CONFIG", file)
+	var c config
+	fs, cf := flagSet("serve", "", &c, io.Discard, serveFlags...)
+	if err := parseConfig(fs, cf, []string{"--log-level", "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	want := config{Addr: "127.0.0.1:1111", DataDir: "/from/env", LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 3 * time.Second, MaxBody: 1 << 20}
+	if c != want {
+		t.Errorf("config = %+v\nwant     %+v", c, want)
+	}
+
+	if err := os.WriteFile(file, []byte(`{"adress":"typo"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs, cf = flagSet("serve", "", &c, io.Discard, serveFlags...)
+	if err := parseConfig(fs, cf, nil); err == nil || !strings.Contains(err.Error(), `unknown setting "adress"`) {
+		t.Errorf("unknown file key: %v", err)
+	}
+	t.Setenv("STEWARD_CONFIG", "")
+	t.Setenv("STEWARD_SHUTDOWN_TIMEOUT", "soon")
+	fs, cf = flagSet("serve", "", &c, io.Discard, serveFlags...)
+	if err := parseConfig(fs, cf, nil); err == nil || !strings.Contains(err.Error(), "STEWARD_SHUTDOWN_TIMEOUT") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), nil, &out, &errOut); !errors.Is(err, errUsage) || !strings.Contains(errOut.String(), "Commands:") {
+		t.Errorf("no command: %v\n%s", err, errOut.String())
+	}
+	errOut.Reset()
+	if err := run(t.Context(), []string{"frobnicate"}, &out, &errOut); exitCode(err) != 2 {
+		t.Errorf("unknown command exit code %d", exitCode(err))
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "steward ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+	errOut.Reset()
+	if err := run(t.Context(), []string{"serve", "-h"}, &out, &errOut); err != nil || !strings.Contains(errOut.String(), "STEWARD_DATA_DIR") {
+		t.Errorf("serve -h: %v\n%s", err, errOut.String())
+	}
+	t.Setenv("STEWARD_OPERATOR_TOKEN", "")
+	err := run(t.Context(), []string{"serve", "--data-dir", t.TempDir()}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "operator token") {
+		t.Errorf("serve without a token: %v", err)
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	for name, args := range map[string]func(t *testing.T) []string{
+		"sqlite":   func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} },
+		"postgres": func(t *testing.T) []string { return []string{"--database-url", pgtest.URL(t)} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := args(t)
+			var out bytes.Buffer
+			if err := run(t.Context(), append([]string{"migrate"}, a...), &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "applied migrations [1") {
+				t.Errorf("first migrate printed %q", out.String())
+			}
+			out.Reset()
+			if err := run(t.Context(), append([]string{"migrate"}, a...), &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "up to date") {
+				t.Errorf("second migrate printed %q", out.String())
+			}
+		})
+	}
+}

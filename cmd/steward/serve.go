@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stewardhq/steward/broker/httpapi"
+	"github.com/stewardhq/steward/broker/store/backend"
+)
+
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body"}
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs, cf := flagSet("serve", "Run the Steward broker. With --database-url it uses PostgreSQL; otherwise the SQLite file in --data-dir.\nMigrations are applied at start-up.", &c, stderr, serveFlags...)
+	if err := parseConfig(fs, cf, args); err != nil {
+		return helpOK(err)
+	}
+	if len(c.OperatorToken) < httpapi.MinTokenLength {
+		return fmt.Errorf("set an operator token of at least %d characters with --operator-token or STEWARD_OPERATOR_TOKEN (e.g. `openssl rand -hex 32`)", httpapi.MinTokenLength)
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, log, func(string) {})
+}
+
+// helpOK turns a -h request into success.
+func helpOK(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+// serve opens the store, builds the handlers and serves until ctx ends,
+// then drains in-flight requests for up to c.ShutdownTimeout. ready is
+// called with the base URL once the listener is open.
+func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL string)) error {
+	s, applied, err := backend.Open(ctx, c.DatabaseURL, c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	log.LogAttrs(ctx, slog.LevelInfo, "store open", slog.String("backend", s.Backend()), slog.Any("migrations_applied", applied))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken, MaxBody: c.MaxBody})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	log.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("url", base))
+	ready(base)
+	return serveHTTP(ctx, ln, router, log, c.ShutdownTimeout)
+}
+
+// Server timeouts.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
+// serveHTTP serves h on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, lets in-flight requests finish (up to grace), and
+// returns nil on a clean drain.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "shutting down", slog.Duration("grace", grace))
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped")
+	return nil
+}
+
+func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs, cf := flagSet("migrate", "Apply pending database migrations and exit. Safe to run while other replicas start.", &c, stderr, "data-dir", "database-url")
+	if err := parseConfig(fs, cf, args); err != nil {
+		return helpOK(err)
+	}
+	s, applied, err := backend.Open(ctx, c.DatabaseURL, c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "%s schema is up to date\n", s.Backend())
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: applied migrations %v\n", s.Backend(), applied)
+	return nil
+}
