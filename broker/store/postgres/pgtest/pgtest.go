@@ -4,7 +4,9 @@
 // and drops its own). Without DATABASE_URL the test is skipped with a loud
 // message, unless the test binary runs with -require_db, which makes a
 // missing database a failure: CI passes it so PostgreSQL tests never
-// silently vanish. `go test -short` skips them too.
+// silently vanish (STEWARD_TEST_REQUIRE_DB=1 does the same for every
+// package at once, which is how .ci/test sets it). `go test -short` skips
+// them too, unless required.
 package pgtest
 
 import (
@@ -21,7 +23,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-var requireDB = flag.Bool("require_db", false, "fail, rather than skip, PostgreSQL tests when DATABASE_URL is unset")
+var requireDB = flag.Bool("require_db", os.Getenv("STEWARD_TEST_REQUIRE_DB") == "1",
+	"fail, rather than skip, PostgreSQL tests when DATABASE_URL is unset (default from STEWARD_TEST_REQUIRE_DB=1)")
 
 // URL returns a connection string for a new empty database that is dropped
 // when the test ends.
