@@ -75,3 +75,18 @@ func TestConcurrentMigrate(t *testing.T) {
 		}
 	}
 }
+
+func benchStore(b *testing.B) store.Store {
+	s, err := postgres.Open(b.Context(), postgres.Config{URL: pgtest.URL(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	if _, err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func BenchmarkConsentWrite(b *testing.B) { storetest.BenchConsentWrite(b, benchStore(b)) }
+func BenchmarkConsentRead(b *testing.B)  { storetest.BenchConsentRead(b, benchStore(b)) }

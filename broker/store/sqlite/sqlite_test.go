@@ -61,3 +61,18 @@ func TestMigrations(t *testing.T) {
 		t.Errorf("schema_migrations (-applied +recorded):\n%s", diff)
 	}
 }
+
+func benchStore(b *testing.B) store.Store {
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "steward.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	if _, err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func BenchmarkConsentWrite(b *testing.B) { storetest.BenchConsentWrite(b, benchStore(b)) }
+func BenchmarkConsentRead(b *testing.B)  { storetest.BenchConsentRead(b, benchStore(b)) }
