@@ -93,21 +93,21 @@ limits contains {"limit": r.max_frequency, "source": "terms", "rule": r.n} if {
 
 deny contains {"source": "consent", "text": "Steward could not count this firm's earlier requests, so it refuses to be safe."} if {
 	some x in limits
-	not is_number(input.counts[x.limit.per])
+	not is_number(object.get(input.counts, x.limit.per, null))
 }
 
 deny contains {"source": "consent", "text": msg} if {
 	some x in limits
 	x.source == "consent"
 	input.counts[x.limit.per] >= x.limit.max
-	msg := sprintf("This firm has already fetched your data %s, the most you agreed to.", [x.limit.text])
+	msg := sprintf("This firm has reached the limit you agreed to: at most %s.", [x.limit.text])
 }
 
 deny contains {"source": "terms", "rule": x.rule, "text": msg} if {
 	some x in limits
 	x.source == "terms"
 	input.counts[x.limit.per] >= x.limit.max
-	msg := sprintf("Your rule %d lets a firm fetch your data at most %s, and this firm already has.", [x.rule, x.limit.text])
+	msg := sprintf("Your rule %d lets a firm fetch your data at most %s, and this firm has reached that.", [x.rule, x.limit.text])
 }
 
 # The current terms: a later, stricter version wins over the one the

@@ -58,5 +58,5 @@ max_days := {
 duration_caps contains {"s": days * 86400, "iso": sprintf("P%dD", [days]), "text": msg} if {
 	some p, days in max_days
 	data.taxonomy.purposes[input.request.purpose].ancestors[p]
-	msg := sprintf("The law allows consent for %s to last at most %d days.", [data.taxonomy.purposes[p].label, days])
+	msg := sprintf("The law allows consent for %s to last at most %d days.", [lower(data.taxonomy.purposes[p].label), days])
 }

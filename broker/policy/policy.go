@@ -225,4 +225,3 @@ func (e *Engine) terms(tv broker.TermsVersion) (*termsInput, error) {
 	c.mu.Unlock()
 	return in, nil
 }
-
