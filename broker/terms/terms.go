@@ -91,14 +91,9 @@ func parse(doc []byte) (broker.Terms, error) {
 		}
 		return broker.Terms{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
 	}
-	var t broker.Terms
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return broker.Terms{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return broker.Terms{}, fmt.Errorf("%w: trailing data after the document", broker.ErrInvalid)
+	t, err := decodeStrict(doc)
+	if err != nil {
+		return broker.Terms{}, err
 	}
 	normalize(&t)
 	if err := Check(t); err != nil {
@@ -221,17 +216,46 @@ func Decode(doc []byte) (broker.Terms, error) {
 	if len(doc) > MaxDocumentBytes || !utf8.Valid(doc) {
 		return broker.Terms{}, fmt.Errorf("terms: %w: stored document is too large or not UTF-8", broker.ErrInvalid)
 	}
-	var t broker.Terms
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return broker.Terms{}, fmt.Errorf("terms: %w: stored document: %w", broker.ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return broker.Terms{}, fmt.Errorf("terms: %w: trailing data after the stored document", broker.ErrInvalid)
+	t, err := decodeStrict(doc)
+	if err != nil {
+		return broker.Terms{}, fmt.Errorf("terms: stored document: %w", err)
 	}
 	if t.Format != broker.TermsFormat || len(t.Rules) > MaxRules {
 		return broker.Terms{}, fmt.Errorf("terms: %w: stored document is not %s with at most %d rules", broker.ErrInvalid, broker.TermsFormat, MaxRules)
 	}
 	return t, nil
+}
+
+// decodeStrict decodes doc refusing unknown fields and trailing data, one
+// rule at a time so that an error names its rule.
+func decodeStrict(doc []byte) (broker.Terms, error) {
+	var raw struct {
+		Format string            `json:"format"`
+		Rules  []json.RawMessage `json:"rules"`
+	}
+	if err := strictUnmarshal(doc, &raw); err != nil {
+		return broker.Terms{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
+	}
+	if len(raw.Rules) > MaxRules {
+		return broker.Terms{}, fmt.Errorf("%w: more than %d rules", broker.ErrInvalid, MaxRules)
+	}
+	t := broker.Terms{Format: raw.Format, Rules: make([]broker.TermsRule, len(raw.Rules))}
+	for i, r := range raw.Rules {
+		if err := strictUnmarshal(r, &t.Rules[i]); err != nil {
+			return broker.Terms{}, fmt.Errorf("%w: rule %d: %w", broker.ErrInvalid, i+1, err)
+		}
+	}
+	return t, nil
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the document")
+	}
+	return nil
 }
