@@ -45,7 +45,7 @@ func TestConsentDecision(t *testing.T) {
 			reason: "Your rule 1 allows sharing any of your data for marketing with retail firms for up to 90 days.",
 		},
 		{
-			name: "child purpose does not cover parent",
+			name:    "child purpose does not cover parent",
 			terms:   version(t, 1, `{"effect":"allow","match":{"purposes":["DirectMarketing"]}}`),
 			request: scope("Marketing", "P30D", "EmailAddress"), effect: broker.EffectAsk,
 		},
@@ -54,20 +54,20 @@ func TestConsentDecision(t *testing.T) {
 			request: scope("ServiceProvision", "P30D", "EmailAddress", "TelephoneNumber"), effect: broker.EffectAllow,
 		},
 		{
-			name: "later deny overrides allow",
-			terms: version(t, 1, allowMarketing, `{"effect":"deny","match":{"categories":["Location"]}}`),
+			name:    "later deny overrides allow",
+			terms:   version(t, 1, allowMarketing, `{"effect":"deny","match":{"categories":["Location"]}}`),
 			request: scope("Marketing", "P30D", "Location"), effect: broker.EffectDeny,
 			reason: "Your rule 2 refuses sharing your location history for any purpose with any firm.",
 		},
 		{
-			name: "deny narrows the categories",
-			terms: version(t, 1, allowMarketing, `{"effect":"deny","match":{"categories":["Location"]}}`),
+			name:    "deny narrows the categories",
+			terms:   version(t, 1, allowMarketing, `{"effect":"deny","match":{"categories":["Location"]}}`),
 			request: scope("Marketing", "P30D", "Location", "EmailAddress"), effect: broker.EffectAllow,
 			scope: &broker.Scope{Categories: []string{"EmailAddress"}, Purpose: "Marketing", Duration: broker.MustParseDuration("P30D")},
 		},
 		{
-			name: "earlier ask decides before a later allow",
-			terms: version(t, 1, `{"effect":"ask","match":{"purposes":["DirectMarketing"]}}`, allowMarketing),
+			name:    "earlier ask decides before a later allow",
+			terms:   version(t, 1, `{"effect":"ask","match":{"purposes":["DirectMarketing"]}}`, allowMarketing),
 			request: scope("DirectMarketing", "P30D", "EmailAddress"), effect: broker.EffectAsk,
 			reason: "Your rule 1 asks you first about sharing any of your data for direct marketing with any firm.",
 		},
@@ -105,18 +105,18 @@ func TestConsentDecision(t *testing.T) {
 			reason: "This firm is not approved to ask for data at the moment.",
 		},
 		{
-			name: "rule valid from exactly now applies",
-			terms: version(t, 1, `{"effect":"allow","constraints":{"valid_from":"2026-03-01T12:00:00Z"}}`),
+			name:    "rule valid from exactly now applies",
+			terms:   version(t, 1, `{"effect":"allow","constraints":{"valid_from":"2026-03-01T12:00:00Z"}}`),
 			request: scope("ServiceProvision", "P30D", "EmailAddress"), effect: broker.EffectAllow,
 		},
 		{
 			name: "rule valid from a moment later does not", at: now.Add(-time.Nanosecond),
-			terms: version(t, 1, `{"effect":"allow","constraints":{"valid_from":"2026-03-01T12:00:00Z"}}`),
+			terms:   version(t, 1, `{"effect":"allow","constraints":{"valid_from":"2026-03-01T12:00:00Z"}}`),
 			request: scope("ServiceProvision", "P30D", "EmailAddress"), effect: broker.EffectAsk,
 		},
 		{
-			name: "rule valid until exactly now no longer applies",
-			terms: version(t, 1, `{"effect":"allow","constraints":{"valid_until":"2026-03-01T12:00:00Z"}}`),
+			name:    "rule valid until exactly now no longer applies",
+			terms:   version(t, 1, `{"effect":"allow","constraints":{"valid_until":"2026-03-01T12:00:00Z"}}`),
 			request: scope("ServiceProvision", "P30D", "EmailAddress"), effect: broker.EffectAsk,
 		},
 		{
@@ -126,7 +126,7 @@ func TestConsentDecision(t *testing.T) {
 			reason: "The law allows consent for marketing to last at most 365 days.",
 		},
 		{
-			name: "frequency capped by the rule",
+			name:    "frequency capped by the rule",
 			terms:   version(t, 1, `{"effect":"allow","constraints":{"max_frequency":{"max":2,"per":"P1D"}}}`),
 			request: broker.Scope{Categories: []string{"Age"}, Purpose: "ServiceProvision", Duration: broker.MustParseDuration("P30D"), Frequency: broker.Frequency{Max: 100, Per: broker.MustParseDuration("P1D")}},
 			effect:  broker.EffectAllow,
