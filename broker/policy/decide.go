@@ -1,0 +1,272 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/stewardhq/steward/broker"
+)
+
+// ConsentRequest is one firm's request for a customer's consent.
+type ConsentRequest struct {
+	Customer broker.Customer
+	Firm     broker.Firm
+	// Terms is the customer's current terms version, as stored; the zero
+	// value means the customer has no terms (every request is asked).
+	Terms   broker.TermsVersion
+	Request broker.DataRequest
+	// Now is the time of the decision; zero means time.Now().
+	Now time.Time
+}
+
+// AccessRequest is one disclosure a firm asks for under a consent.
+type AccessRequest struct {
+	Customer broker.Customer
+	Firm     broker.Firm
+	Consent  broker.Consent
+	// Explicit says the customer answered this consent themselves, rather
+	// than it being granted by a standing allow in their terms. Consents
+	// that are not explicit stop as soon as the current terms (or the law)
+	// want the customer asked.
+	Explicit bool
+	// Terms is the customer's CURRENT terms version (not the one the
+	// consent was granted under): a later, stricter version wins.
+	Terms broker.TermsVersion
+	// Categories, Fields and Purpose are what this disclosure is for.
+	Categories []string
+	Fields     map[string][]string
+	Purpose    string
+	// Counts holds how many disclosures were already made under the consent
+	// in the window of each length ending now. It MUST hold a count for
+	// every window Windows returns; a missing one is a deny.
+	Counts map[broker.Duration]int
+	// Now is the time of the decision; zero means time.Now().
+	Now time.Time
+}
+
+// Windows returns the lengths of the windows an access decision needs
+// counts for: the consent's frequency period and those of the current
+// terms' rules.
+func (e *Engine) Windows(c broker.Consent, current broker.TermsVersion) ([]broker.Duration, error) {
+	var out []broker.Duration
+	if f := c.Granted.Frequency; f.Max > 0 && !f.Per.IsZero() {
+		out = append(out, f.Per)
+	}
+	in, err := e.terms(current)
+	if err != nil {
+		return nil, fmt.Errorf("policy: windows: %w", err)
+	}
+	for _, r := range in.Rules {
+		if r.MaxFrequency != nil {
+			d, err := broker.ParseDuration(r.MaxFrequency.Per)
+			if err != nil {
+				return nil, fmt.Errorf("policy: windows: %w", err)
+			}
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Consent decides a firm's request for consent.
+func (e *Engine) Consent(ctx context.Context, q ConsentRequest) (d broker.Decision, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("policy: consent decision for firm %s: %w", q.Firm.ID, err)
+		}
+	}()
+	now := q.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ti, err := e.terms(q.Terms)
+	if err != nil {
+		return broker.Decision{}, err
+	}
+	r := q.Request
+	in := consentInput{
+		Version: InputVersion, NowNS: unixNano(now),
+		Customer: newCustomerInput(q.Customer), Firm: newFirmInput(q.Firm),
+		Request: requestInput{
+			Categories: nonNil(r.Scope.Categories), Fields: fieldsInput(r.Scope.Fields), Purpose: r.Scope.Purpose,
+			Duration: newDuration(r.Scope.Duration), Frequency: newFrequency(r.Scope.Frequency),
+			Retention: newDuration(r.Retention), OnwardTransfer: r.OnwardTransfer, Compensation: newMoney(r.Compensation),
+		},
+		Terms: ti,
+	}
+	c := e.cur.Load()
+	return e.eval(ctx, c, c.consent, broker.DecisionConsent, in.ast(), ti.Hash, now)
+}
+
+// Access decides one disclosure under a consent.
+func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("policy: access decision for consent %s: %w", q.Consent.ID, err)
+		}
+	}()
+	now := q.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ti, err := e.terms(q.Terms)
+	if err != nil {
+		return broker.Decision{}, err
+	}
+	g := q.Consent.Granted
+	counts := make(map[string]int, len(q.Counts))
+	for k, v := range q.Counts {
+		counts[k.String()] = v
+	}
+	in := accessInput{
+		Version: InputVersion, NowNS: unixNano(now),
+		Customer: newCustomerInput(q.Customer), Firm: newFirmInput(q.Firm),
+		Request: requestInput{Categories: nonNil(q.Categories), Fields: fieldsInput(q.Fields), Purpose: q.Purpose},
+		Consent: consentState{
+			ID: string(q.Consent.ID), FirmID: string(q.Consent.FirmID), State: string(q.Consent.State), Explicit: q.Explicit,
+			Scope: grantedScope{Categories: nonNil(g.Categories), Fields: fieldsInput(g.Fields), Purpose: g.Purpose,
+				Frequency: newFrequency(g.Frequency)},
+			DecidedAtNS: unixNano(q.Consent.DecidedAt), ExpiresAtNS: unixNano(q.Consent.ExpiresAt),
+			DecidedText: dateText(q.Consent.DecidedAt), ExpiresText: dateText(q.Consent.ExpiresAt),
+		},
+		Terms:  ti,
+		Counts: counts,
+	}
+	c := e.cur.Load()
+	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), ti.Hash, now)
+}
+
+func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuery, kind broker.DecisionKind,
+	input ast.Value, termsHash string, now time.Time) (broker.Decision, error) {
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return broker.Decision{}, fmt.Errorf("evaluate: %w", err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return broker.Decision{}, fmt.Errorf("%w: policy gave %d results, want exactly one", broker.ErrInvalid, len(rs))
+	}
+	d, err := decode(rs[0].Expressions[0].Value)
+	if err != nil {
+		return broker.Decision{}, fmt.Errorf("%w: policy result: %w", broker.ErrInvalid, err)
+	}
+	d.Kind, d.TermsHash, d.PolicyHash, d.DecidedAt = kind, termsHash, c.hash, now.UTC()
+	if kind == broker.DecisionAccess && d.Effect == broker.EffectAsk {
+		return broker.Decision{}, fmt.Errorf("%w: access policy answered ask", broker.ErrInvalid)
+	}
+	return d, nil
+}
+
+// ---- decoding the result object ----
+
+func decode(v any) (broker.Decision, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return broker.Decision{}, fmt.Errorf("result is %T, not an object", v)
+	}
+	var d broker.Decision
+	switch eff, _ := m["effect"].(string); broker.Effect(eff) {
+	case broker.EffectAllow, broker.EffectDeny, broker.EffectAsk:
+		d.Effect = broker.Effect(eff)
+	default:
+		return broker.Decision{}, fmt.Errorf("effect %q", eff)
+	}
+	if s, ok := m["scope"].(map[string]any); ok && d.Effect != broker.EffectDeny {
+		scope, err := decodeScope(s)
+		if err != nil {
+			return broker.Decision{}, err
+		}
+		d.Scope = scope
+	} else if d.Effect != broker.EffectDeny {
+		return broker.Decision{}, fmt.Errorf("%s without a scope", d.Effect)
+	}
+	reasons, _ := m["reasons"].([]any)
+	d.Reasons = make([]broker.Reason, 0, len(reasons))
+	for _, r := range reasons {
+		rm, ok := r.(map[string]any)
+		if !ok {
+			return broker.Decision{}, fmt.Errorf("reason is %T", r)
+		}
+		src, _ := rm["source"].(string)
+		text, _ := rm["text"].(string)
+		if src == "" || text == "" {
+			return broker.Decision{}, fmt.Errorf("reason without source or text")
+		}
+		n, err := intOf(rm["rule"])
+		if err != nil {
+			return broker.Decision{}, err
+		}
+		d.Reasons = append(d.Reasons, broker.Reason{Source: src, Rule: n, Text: text})
+	}
+	if len(d.Reasons) == 0 {
+		return broker.Decision{}, fmt.Errorf("%s without a reason", d.Effect)
+	}
+	return d, nil
+}
+
+func intOf(v any) (int, error) {
+	switch n := v.(type) {
+	case nil:
+		return 0, nil
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err
+	}
+	return 0, fmt.Errorf("number is %T", v)
+}
+
+func stringsOf(v any) ([]string, error) {
+	a, ok := v.([]any)
+	if !ok && v != nil {
+		return nil, fmt.Errorf("list is %T", v)
+	}
+	out := make([]string, len(a))
+	for i, x := range a {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("list item is %T", x)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+func decodeScope(m map[string]any) (broker.Scope, error) {
+	var s broker.Scope
+	var err error
+	if s.Categories, err = stringsOf(m["categories"]); err != nil {
+		return s, err
+	}
+	if f, ok := m["fields"].(map[string]any); ok && len(f) > 0 {
+		s.Fields = make(map[string][]string, len(f))
+		for k, v := range f {
+			if s.Fields[k], err = stringsOf(v); err != nil {
+				return s, err
+			}
+		}
+	}
+	s.Purpose, _ = m["purpose"].(string)
+	if iso, _ := m["duration"].(string); iso != "" {
+		if s.Duration, err = broker.ParseDuration(iso); err != nil {
+			return s, err
+		}
+	}
+	if f, ok := m["frequency"].(map[string]any); ok {
+		if s.Frequency.Max, err = intOf(f["max"]); err != nil {
+			return s, err
+		}
+		if per, _ := f["per"].(string); per != "" {
+			if s.Frequency.Per, err = broker.ParseDuration(per); err != nil {
+				return s, err
+			}
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,442 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/terms"
+)
+
+// InputVersion is the version of the input document the policies read.
+// A change that a policy could notice gets a new version.
+const InputVersion = 1
+
+// The input document, version 1. The Go structs are the contract (their
+// JSON is what `opa eval -i` takes); the ast methods build the same value
+// directly, without a JSON round trip, because this runs on every request.
+// TestInputAST keeps the two in step.
+
+type consentInput struct {
+	Version  int           `json:"version"`
+	NowNS    int64         `json:"now_ns"`
+	Customer customerInput `json:"customer"`
+	Firm     firmInput     `json:"firm"`
+	Request  requestInput  `json:"request"`
+	Terms    *termsInput   `json:"terms"`
+}
+
+type accessInput struct {
+	Version  int            `json:"version"`
+	NowNS    int64          `json:"now_ns"`
+	Customer customerInput  `json:"customer"`
+	Firm     firmInput      `json:"firm"`
+	Request  requestInput   `json:"request"`
+	Consent  consentState   `json:"consent"`
+	Terms    *termsInput    `json:"terms"`
+	Counts   map[string]int `json:"counts"`
+}
+
+type customerInput struct {
+	Jurisdiction string `json:"jurisdiction"`
+	Minor        bool   `json:"minor"`
+}
+
+type firmInput struct {
+	ID           string `json:"id"`
+	Sector       string `json:"sector"`
+	Jurisdiction string `json:"jurisdiction"`
+	Status       string `json:"status"`
+}
+
+// requestInput is what is asked for. Access requests leave the consent-only
+// fields at their zero values.
+type requestInput struct {
+	Categories     []string            `json:"categories"`
+	Fields         map[string][]string `json:"fields"`
+	Purpose        string              `json:"purpose"`
+	Duration       durationInput       `json:"duration"`
+	Frequency      frequencyInput      `json:"frequency"`
+	Retention      durationInput       `json:"retention"`
+	OnwardTransfer bool                `json:"onward_transfer"`
+	Compensation   *moneyInput         `json:"compensation"`
+}
+
+type consentState struct {
+	ID          string       `json:"id"`
+	FirmID      string       `json:"firm_id"`
+	State       string       `json:"state"`
+	Explicit    bool         `json:"explicit"`
+	Scope       grantedScope `json:"scope"`
+	DecidedAtNS int64        `json:"decided_at_ns"`
+	ExpiresAtNS int64        `json:"expires_at_ns"`
+	DecidedText string       `json:"decided_text"`
+	ExpiresText string       `json:"expires_text"`
+}
+
+type grantedScope struct {
+	Categories []string            `json:"categories"`
+	Fields     map[string][]string `json:"fields"`
+	Purpose    string              `json:"purpose"`
+	Frequency  frequencyInput      `json:"frequency"`
+}
+
+// durationInput is an ISO 8601 duration with its length in seconds
+// (broker.Duration.Approx) and words for people. S is 0 for "not given".
+type durationInput struct {
+	ISO  string `json:"iso"`
+	S    int64  `json:"s"`
+	Text string `json:"text"`
+}
+
+type frequencyInput struct {
+	Max  int    `json:"max"`
+	Per  string `json:"per"`
+	PerS int64  `json:"per_s"`
+	Text string `json:"text"`
+}
+
+type moneyInput struct {
+	Currency string `json:"currency"`
+	Minor    int64  `json:"minor"`
+	Text     string `json:"text"`
+}
+
+type termsInput struct {
+	Hash  string      `json:"hash"`
+	Rules []ruleInput `json:"rules"`
+
+	value ast.Value // built once per terms version
+}
+
+// ruleInput is a terms rule as the policies see it: numbered, constraints
+// as numbers, and a phrase saying what it covers ("sharing contact details
+// for marketing with retail firms").
+type ruleInput struct {
+	N                int             `json:"n"`
+	Effect           string          `json:"effect"`
+	Firms            []string        `json:"firms"`
+	Sectors          []string        `json:"sectors"`
+	Jurisdictions    []string        `json:"jurisdictions"`
+	Categories       []string        `json:"categories"`
+	Purposes         []string        `json:"purposes"`
+	MaxDuration      *durationInput  `json:"max_duration"`
+	MaxRetention     *durationInput  `json:"max_retention"`
+	MaxFrequency     *frequencyInput `json:"max_frequency"`
+	NoOnwardTransfer bool            `json:"no_onward_transfer"`
+	MinCompensation  *moneyInput     `json:"min_compensation"`
+	FromNS           int64           `json:"from_ns"`
+	UntilNS          int64           `json:"until_ns"`
+	What             string          `json:"what"`
+}
+
+// ---- building inputs ----
+
+func newCustomerInput(c broker.Customer) customerInput {
+	return customerInput{Jurisdiction: c.Jurisdiction, Minor: c.Minor}
+}
+
+func newFirmInput(f broker.Firm) firmInput {
+	return firmInput{ID: string(f.ID), Sector: f.Sector, Jurisdiction: f.Jurisdiction, Status: string(f.Status)}
+}
+
+func newDuration(d broker.Duration) durationInput {
+	if d.IsZero() {
+		return durationInput{}
+	}
+	return durationInput{ISO: d.String(), S: int64(d.Approx() / time.Second), Text: durationText(d)}
+}
+
+func newFrequency(f broker.Frequency) frequencyInput {
+	if f.Max <= 0 || f.Per.IsZero() {
+		return frequencyInput{}
+	}
+	return frequencyInput{Max: f.Max, Per: f.Per.String(), PerS: int64(f.Per.Approx() / time.Second), Text: frequencyText(f)}
+}
+
+func newMoney(m *broker.Money) *moneyInput {
+	if m == nil {
+		return nil
+	}
+	return &moneyInput{Currency: m.Currency, Minor: m.Minor, Text: terms.MoneyText(*m, true)}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func fieldsInput(f map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(f))
+	for k, v := range f {
+		out[k] = nonNil(v)
+	}
+	return out
+}
+
+func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
+	in := &termsInput{Hash: hash, Rules: make([]ruleInput, len(t.Rules))}
+	for i, r := range t.Rules {
+		c := r.Constraints
+		ri := ruleInput{
+			N: i + 1, Effect: string(r.Effect),
+			Firms:         make([]string, len(r.Match.Firms)),
+			Sectors:       nonNil(r.Match.Sectors),
+			Jurisdictions: nonNil(r.Match.Jurisdictions),
+			Categories:    nonNil(r.Match.Categories),
+			Purposes:      nonNil(r.Match.Purposes),
+			FromNS:        math.MinInt64, UntilNS: math.MaxInt64,
+			NoOnwardTransfer: c.NoOnwardTransfer,
+			MinCompensation:  newMoney(c.MinCompensation),
+			What:             whatText(r.Match, tax),
+		}
+		for k, f := range r.Match.Firms {
+			ri.Firms[k] = string(f)
+		}
+		if !c.MaxDuration.IsZero() {
+			d := newDuration(c.MaxDuration)
+			ri.MaxDuration = &d
+		}
+		if !c.MaxRetention.IsZero() {
+			d := newDuration(c.MaxRetention)
+			ri.MaxRetention = &d
+		}
+		if f := newFrequency(c.MaxFrequency); f.Max > 0 {
+			ri.MaxFrequency = &f
+		}
+		if !c.ValidFrom.IsZero() {
+			ri.FromNS = unixNano(c.ValidFrom)
+		}
+		if !c.ValidUntil.IsZero() {
+			ri.UntilNS = unixNano(c.ValidUntil)
+		}
+		in.Rules[i] = ri
+	}
+	in.value = in.ast()
+	return in
+}
+
+// unixNano is t in nanoseconds, clamped to what int64 holds.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// ---- words for people ----
+
+func durationText(d broker.Duration) string {
+	var parts []string
+	add := func(n int, unit string) {
+		switch {
+		case n == 1:
+			parts = append(parts, "1 "+unit)
+		case n > 1:
+			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
+		}
+	}
+	add(d.Years, "year")
+	add(d.Months, "month")
+	add(d.Weeks, "week")
+	add(d.Days, "day")
+	add(d.Hours, "hour")
+	add(d.Minutes, "minute")
+	add(d.Seconds, "second")
+	return joinWords(parts, "and")
+}
+
+func frequencyText(f broker.Frequency) string {
+	times := fmt.Sprintf("%d times", f.Max)
+	switch f.Max {
+	case 1:
+		times = "once"
+	case 2:
+		times = "twice"
+	}
+	per := "every " + durationText(f.Per)
+	switch f.Per {
+	case broker.Duration{Hours: 1}:
+		per = "an hour"
+	case broker.Duration{Days: 1}:
+		per = "a day"
+	case broker.Duration{Weeks: 1}, broker.Duration{Days: 7}:
+		per = "a week"
+	case broker.Duration{Months: 1}:
+		per = "a month"
+	case broker.Duration{Years: 1}:
+		per = "a year"
+	}
+	return times + " " + per
+}
+
+func joinWords(parts []string, conj string) string {
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " " + conj + " " + parts[len(parts)-1]
+}
+
+func labels(names []string, entries map[string]taxonomyEntry) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		if e, ok := entries[n]; ok {
+			out[i] = strings.ToLower(e.Label)
+		}
+	}
+	return out
+}
+
+// whatText says what a rule covers: "sharing contact details for marketing
+// with retail firms".
+func whatText(m broker.TermsMatch, tax *taxonomyData) string {
+	what := "sharing any of your data"
+	if len(m.Categories) > 0 {
+		what = "sharing your " + joinWords(labels(m.Categories, tax.Categories), "and")
+	}
+	why := "for any purpose"
+	if len(m.Purposes) > 0 {
+		why = "for " + joinWords(labels(m.Purposes, tax.Purposes), "or")
+	}
+	var who string
+	switch {
+	case len(m.Firms) == 1:
+		who = "with one firm you named"
+	case len(m.Firms) > 1:
+		who = fmt.Sprintf("with %d firms you named", len(m.Firms))
+	case len(m.Sectors) > 0:
+		who = "with " + joinWords(m.Sectors, "or") + " firms"
+	default:
+		who = "with any firm"
+	}
+	if len(m.Jurisdictions) > 0 {
+		who += " in " + joinWords(m.Jurisdictions, "or")
+	}
+	return what + " " + why + " " + who
+}
+
+func dateText(t time.Time) string { return t.UTC().Format("2 January 2006 at 15:04 UTC") }
+
+// ---- AST construction ----
+
+func str(s string) *ast.Term { return ast.StringTerm(s) }
+func num(n int64) *ast.Term  { return ast.IntNumberTerm(int(n)) }
+
+func strs(s []string) *ast.Term {
+	ts := make([]*ast.Term, len(s))
+	for i, x := range s {
+		ts[i] = ast.StringTerm(x)
+	}
+	return ast.ArrayTerm(ts...)
+}
+
+func obj(kv ...any) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		items = append(items, [2]*ast.Term{str(kv[i].(string)), kv[i+1].(*ast.Term)})
+	}
+	return ast.ObjectTerm(items...)
+}
+
+func fieldsTerm(f map[string][]string) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(f))
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		items = append(items, [2]*ast.Term{str(k), strs(f[k])})
+	}
+	return ast.ObjectTerm(items...)
+}
+
+func (c customerInput) ast() *ast.Term {
+	return obj("jurisdiction", str(c.Jurisdiction), "minor", ast.BooleanTerm(c.Minor))
+}
+
+func (f firmInput) ast() *ast.Term {
+	return obj("id", str(f.ID), "sector", str(f.Sector), "jurisdiction", str(f.Jurisdiction), "status", str(f.Status))
+}
+
+func (d durationInput) ast() *ast.Term {
+	return obj("iso", str(d.ISO), "s", num(d.S), "text", str(d.Text))
+}
+
+func (f frequencyInput) ast() *ast.Term {
+	return obj("max", num(int64(f.Max)), "per", str(f.Per), "per_s", num(f.PerS), "text", str(f.Text))
+}
+
+func (m *moneyInput) ast() *ast.Term {
+	if m == nil {
+		return ast.NullTerm()
+	}
+	return obj("currency", str(m.Currency), "minor", num(m.Minor), "text", str(m.Text))
+}
+
+func optional[T interface{ ast() *ast.Term }](p *T) *ast.Term {
+	if p == nil {
+		return ast.NullTerm()
+	}
+	return (*p).ast()
+}
+
+func (r requestInput) ast() *ast.Term {
+	return obj("categories", strs(r.Categories), "fields", fieldsTerm(r.Fields), "purpose", str(r.Purpose),
+		"duration", r.Duration.ast(), "frequency", r.Frequency.ast(), "retention", r.Retention.ast(),
+		"onward_transfer", ast.BooleanTerm(r.OnwardTransfer), "compensation", r.Compensation.ast())
+}
+
+func (r ruleInput) ast() *ast.Term {
+	return obj("n", num(int64(r.N)), "effect", str(r.Effect),
+		"firms", strs(r.Firms), "sectors", strs(r.Sectors), "jurisdictions", strs(r.Jurisdictions),
+		"categories", strs(r.Categories), "purposes", strs(r.Purposes),
+		"max_duration", optional(r.MaxDuration), "max_retention", optional(r.MaxRetention),
+		"max_frequency", optional(r.MaxFrequency), "no_onward_transfer", ast.BooleanTerm(r.NoOnwardTransfer),
+		"min_compensation", r.MinCompensation.ast(), "from_ns", num(r.FromNS), "until_ns", num(r.UntilNS),
+		"what", str(r.What))
+}
+
+func (t *termsInput) ast() ast.Value {
+	rules := make([]*ast.Term, len(t.Rules))
+	for i, r := range t.Rules {
+		rules[i] = r.ast()
+	}
+	return obj("hash", str(t.Hash), "rules", ast.ArrayTerm(rules...)).Value
+}
+
+func (in consentInput) ast() ast.Value {
+	return obj("version", num(int64(in.Version)), "now_ns", num(in.NowNS), "customer", in.Customer.ast(),
+		"firm", in.Firm.ast(), "request", in.Request.ast(), "terms", ast.NewTerm(in.Terms.value)).Value
+}
+
+func (s grantedScope) ast() *ast.Term {
+	return obj("categories", strs(s.Categories), "fields", fieldsTerm(s.Fields), "purpose", str(s.Purpose),
+		"frequency", s.Frequency.ast())
+}
+
+func (c consentState) ast() *ast.Term {
+	return obj("id", str(c.ID), "firm_id", str(c.FirmID), "state", str(c.State), "explicit", ast.BooleanTerm(c.Explicit),
+		"scope", c.Scope.ast(), "decided_at_ns", num(c.DecidedAtNS), "expires_at_ns", num(c.ExpiresAtNS),
+		"decided_text", str(c.DecidedText), "expires_text", str(c.ExpiresText))
+}
+
+func (in accessInput) ast() ast.Value {
+	counts := make([][2]*ast.Term, 0, len(in.Counts))
+	for _, k := range slices.Sorted(maps.Keys(in.Counts)) {
+		counts = append(counts, [2]*ast.Term{str(k), num(int64(in.Counts[k]))})
+	}
+	return obj("version", num(int64(in.Version)), "now_ns", num(in.NowNS), "customer", in.Customer.ast(),
+		"firm", in.Firm.ast(), "request", in.Request.ast(), "consent", in.Consent.ast(),
+		"terms", ast.NewTerm(in.Terms.value), "counts", ast.ObjectTerm(counts...)).Value
+}

@@ -1,0 +1,227 @@
+// Package policy decides every consent request and every disclosure with
+// Open Policy Agent, embedded: the Rego v1 modules in policies/ read the
+// customer's terms and the regulator's baseline and answer allow, deny or
+// ask, with a narrowed scope and reasons a customer can read.
+//
+// # Contract
+//
+// An Engine is built once at start-up by New, which compiles the policy
+// (rego.PrepareForEval) and MUST fail the process if the policy does not
+// compile. Each decision then evaluates one query with a versioned input
+// document (InputVersion) built from the request:
+//
+//   - Consent answers a firm's request for consent: data.consent.v1.decision.
+//     Effect is allow, deny or ask. On allow the Decision's Scope is what may
+//     be granted; on ask it is the most the customer may grant; on deny it is
+//     empty. The scope MUST NOT be wider than the request (broker.Scope.Within)
+//     nor than the customer's terms allow.
+//   - Access answers one disclosure under a consent, at the moment of access:
+//     data.access.v1.decision. Effect is allow or deny. The consent must be
+//     live, the firm approved, the categories, fields and purpose within the
+//     granted scope, frequency limits unreached (counts supplied by the
+//     caller), and the customer's current terms must still permit it (a later,
+//     stricter version wins). Callers MUST ask for every disclosure and MUST
+//     NOT cache an allow.
+//
+// Every Decision carries the terms hash and the policy bundle hash that
+// produced it; NewDecisionRecord turns it into what is stored. Anything
+// other than exactly one well-formed result object is an error, never an
+// allow: an error from Consent or Access MUST be treated as deny.
+//
+// Customers' terms are passed per request (never loaded into OPA data); the
+// taxonomy is OPA data, loaded once per policy version. Converted terms are
+// cached per content hash, so a customer's 50 rules are turned into Rego
+// values once per terms version, not once per request.
+//
+// # Operator overlays
+//
+// Reload lays an operator's modules (ReadDir, ReadBundle) over the built-in
+// ones, compiles the result and swaps it in atomically; requests in flight
+// finish on the version they started with. A module that fails to parse or
+// compile is refused with an error and the running policy is kept. Overlay
+// modules must be in package regulatory.v1: operators change the regulator's
+// baseline, never how customers' terms are read.
+//
+// The package imports neither store, oauth nor net/http.
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/terms"
+)
+
+// Queries evaluated, one per decision.
+const (
+	ConsentQuery = "data.consent.v1.decision"
+	AccessQuery  = "data.access.v1.decision"
+)
+
+// DefaultTermsCacheSize is how many converted terms versions an Engine keeps.
+const DefaultTermsCacheSize = 4096
+
+// Config configures an Engine. The zero value is the built-in policy over
+// the built-in taxonomy.
+type Config struct {
+	// Taxonomy defaults to DefaultTaxonomy().
+	Taxonomy *Taxonomy
+	// Overlay is the operator's modules to lay over the built-in ones at
+	// start-up (see Reload); nil for none.
+	Overlay Modules
+	// TermsCacheSize bounds the cache of converted terms; 0 means
+	// DefaultTermsCacheSize.
+	TermsCacheSize int
+}
+
+// Engine makes policy decisions. It is safe for concurrent use.
+type Engine struct {
+	base     Modules
+	taxonomy taxonomyData
+	taxJSON  []byte
+
+	cur    atomic.Pointer[compiled]
+	reload sync.Mutex // one Reload at a time
+
+	cache termsCache
+	empty *termsInput // for customers without terms
+}
+
+// compiled is one prepared policy version.
+type compiled struct {
+	consent rego.PreparedEvalQuery
+	access  rego.PreparedEvalQuery
+	hash    string
+}
+
+// New compiles the built-in policy (plus cfg.Overlay) and returns an Engine.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	tax := DefaultTaxonomy()
+	if cfg.Taxonomy != nil {
+		tax = *cfg.Taxonomy
+	}
+	if cfg.TermsCacheSize <= 0 {
+		cfg.TermsCacheSize = DefaultTermsCacheSize
+	}
+	data, err := tax.data()
+	if err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
+	taxJSON, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
+	base, err := Builtin()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	e := &Engine{base: base, taxonomy: data, taxJSON: taxJSON, cache: termsCache{max: cfg.TermsCacheSize}}
+	e.empty = newTermsInput("", broker.Terms{Format: broker.TermsFormat}, &e.taxonomy)
+	if err := e.Reload(ctx, cfg.Overlay); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reload compiles the built-in modules with overlay laid over them and, if
+// that succeeds, swaps the new version in atomically. On error the running
+// version is kept. A nil overlay returns to the built-in policy.
+func (e *Engine) Reload(ctx context.Context, overlayMods Modules) error {
+	e.reload.Lock()
+	defer e.reload.Unlock()
+	mods, err := overlay(e.base, overlayMods)
+	if err != nil {
+		return fmt.Errorf("policy: reload: %w", err)
+	}
+	c, err := e.compile(ctx, mods)
+	if err != nil {
+		return fmt.Errorf("policy: reload: %w", err)
+	}
+	e.cur.Store(c)
+	return nil
+}
+
+func (e *Engine) compile(ctx context.Context, mods Modules) (*compiled, error) {
+	var data map[string]any
+	if err := json.Unmarshal(e.taxJSON, &data); err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(map[string]any{"taxonomy": data}, inmem.OptRoundTripOnWrite(false))
+	opts := []func(*rego.Rego){rego.Store(store), rego.SetRegoVersion(ast.RegoV1)}
+	for _, name := range slices.Sorted(maps.Keys(mods)) {
+		opts = append(opts, rego.Module(name, string(mods[name])))
+	}
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		pq, err := rego.New(append(slices.Clip(opts), rego.Query(query))...).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("%w: compile %s: %w", broker.ErrInvalid, query, err)
+		}
+		return pq, nil
+	}
+	consent, err := prepare(ConsentQuery)
+	if err != nil {
+		return nil, err
+	}
+	access, err := prepare(AccessQuery)
+	if err != nil {
+		return nil, err
+	}
+	return &compiled{consent: consent, access: access, hash: bundleHash(mods, e.taxJSON)}, nil
+}
+
+// PolicyHash returns the hash of the policy version now in force.
+func (e *Engine) PolicyHash() string { return e.cur.Load().hash }
+
+// termsCache maps a terms hash to its converted input.
+type termsCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string]cachedTerms
+}
+
+type cachedTerms struct {
+	doc []byte
+	in  *termsInput
+}
+
+// terms returns the converted input for tv, decoding it on a miss.
+func (e *Engine) terms(tv broker.TermsVersion) (*termsInput, error) {
+	if len(tv.Document) == 0 {
+		if tv.Hash != "" {
+			return nil, fmt.Errorf("%w: terms %s has no document", broker.ErrInvalid, tv.Hash)
+		}
+		return e.empty, nil
+	}
+	c := &e.cache
+	c.mu.RLock()
+	hit, ok := c.m[tv.Hash]
+	c.mu.RUnlock()
+	if ok && string(hit.doc) == string(tv.Document) {
+		return hit.in, nil
+	}
+	if got := broker.HashDocument(tv.Document); got != tv.Hash {
+		return nil, fmt.Errorf("%w: terms document hashes to %s, not %s", broker.ErrInvalid, got, tv.Hash)
+	}
+	t, err := terms.Decode(tv.Document)
+	if err != nil {
+		return nil, err
+	}
+	in := newTermsInput(tv.Hash, t, &e.taxonomy)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[string]cachedTerms, min(c.max, 64)) // crude, but bounded and rare
+	}
+	c.m[tv.Hash] = cachedTerms{doc: tv.Document, in: in}
+	c.mu.Unlock()
+	return in, nil
+}

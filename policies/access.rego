@@ -1,0 +1,170 @@
+# Package access.v1 decides every disclosure under a consent, at the moment
+# of access. Nothing is cached: revocation, expiry, suspension and a
+# stricter terms version take effect on the very next request.
+#
+# Query data.access.v1.decision. It always yields one object:
+#   effect   "allow" | "deny"
+#   scope    what may be disclosed (null on deny)
+#   reasons  [{source, rule, text}] a customer can read
+#   rules    numbers of the customer's current rules that decided
+package access.v1
+
+import data.regulatory.v1 as regulatory
+import data.terms.v1 as terms
+
+consent := input.consent
+
+granted := input.consent.scope
+
+# The consent itself.
+deny contains {"source": "consent", "text": msg} if {
+	consent.state != "granted"
+	msg := sprintf("This consent is %s, so nothing may be shared under it.", [consent.state])
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	consent.state == "granted"
+	input.now_ns >= consent.expires_at_ns
+	msg := sprintf("This consent expired on %s.", [consent.expires_text])
+}
+
+deny contains {"source": "consent", "text": "This consent was given to a different firm."} if {
+	consent.firm_id != input.firm.id
+}
+
+# The firm's standing.
+deny contains {"source": "firm", "text": "This firm's account is suspended, so it may not receive data."} if {
+	input.firm.status == "suspended"
+}
+
+deny contains {"source": "firm", "text": "This firm is not yet approved to receive data."} if {
+	not input.firm.status in {"approved", "suspended"}
+}
+
+# Scope: categories, fields, purpose.
+in_scope(c) if c in granted.categories
+
+in_scope(c) if {
+	some g in granted.categories
+	terms.category_covers(g, c)
+	not granted.fields[g]
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	some c in input.request.categories
+	not in_scope(c)
+	msg := sprintf("You did not agree to share %s with this firm.", [data.taxonomy.categories[c].label])
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	some c, allowed in granted.fields
+	c in input.request.categories
+	extra := {f | some f in input.request.fields[c]} - {f | some f in allowed}
+	count(extra) > 0
+	msg := sprintf("You agreed to share only %s of your %s, not %s.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label), concat(", ", sort(extra))])
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	some c, allowed in granted.fields
+	c in input.request.categories
+	not input.request.fields[c]
+	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label)])
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	not terms.purpose_covers(granted.purpose, input.request.purpose)
+	msg := sprintf("You agreed to share for %s, not for %s.", [lower(data.taxonomy.purposes[granted.purpose].label), lower(data.taxonomy.purposes[input.request.purpose].label)])
+}
+
+# Frequency limits: the consent's and the current terms'. Counts of earlier
+# accesses under this consent are supplied per window; a missing count
+# fails closed.
+limits contains {"limit": f, "source": "consent", "rule": 0} if {
+	f := granted.frequency
+	f.max > 0
+}
+
+limits contains {"limit": r.max_frequency, "source": "terms", "rule": r.n} if {
+	some c in input.request.categories
+	r := verdicts[c].rule
+	r.effect != "deny"
+	r.max_frequency != null
+}
+
+deny contains {"source": "consent", "text": "Steward could not count this firm's earlier requests, so it refuses to be safe."} if {
+	some x in limits
+	not is_number(object.get(input.counts, x.limit.per, null))
+}
+
+deny contains {"source": "consent", "text": msg} if {
+	some x in limits
+	x.source == "consent"
+	input.counts[x.limit.per] >= x.limit.max
+	msg := sprintf("This firm has reached the limit you agreed to: at most %s.", [x.limit.text])
+}
+
+deny contains {"source": "terms", "rule": x.rule, "text": msg} if {
+	some x in limits
+	x.source == "terms"
+	input.counts[x.limit.per] >= x.limit.max
+	msg := sprintf("Your rule %d lets a firm fetch your data at most %s, and this firm has reached that.", [x.rule, x.limit.text])
+}
+
+# The current terms: a later, stricter version wins over the one the
+# consent was given under.
+ctx := {"firm": input.firm, "purpose": input.request.purpose, "now_ns": input.now_ns}
+
+verdicts[c] := terms.verdict(input.terms.rules, ctx, c) if some c in input.request.categories
+
+deny contains {"source": "terms", "rule": r.n, "text": msg} if {
+	some c in input.request.categories
+	verdicts[c].effect == "deny"
+	r := verdicts[c].rule
+	msg := sprintf("Your current rule %d refuses %s.", [r.n, r.what])
+}
+
+deny contains {"source": "terms", "rule": r.n, "text": msg} if {
+	some c in input.request.categories
+	r := verdicts[c].rule
+	r.effect != "deny"
+	r.max_duration != null
+	input.now_ns >= consent.decided_at_ns + (r.max_duration.s * 1000000000)
+	msg := sprintf("Your current rule %d allows this for at most %s, and this consent is older than that.", [r.n, r.max_duration.text])
+}
+
+# A consent given automatically under a standing allow no longer stands
+# once the current terms (or the law) want the customer asked.
+deny contains {"source": "terms", "text": msg} if {
+	not consent.explicit
+	asked := {c | some c in input.request.categories; verdicts[c].effect == "ask"}
+	count(asked) > 0
+	msg := sprintf("Your current terms ask you first about %s; this consent was given automatically, so the firm must ask again.", [terms.category_labels(asked)])
+}
+
+deny contains {"source": "regulation", "text": x.text} if {
+	not consent.explicit
+	some x in regulatory.ask_required
+}
+
+# The regulator's baseline.
+deny contains object.union(x, {"source": "regulation"}) if some x in regulatory.deny
+
+deny contains {"source": "regulation", "text": x.text} if {
+	some x in regulatory.duration_caps
+	input.now_ns >= consent.decided_at_ns + (x.s * 1000000000)
+}
+
+allowed_reason := {"source": "consent", "text": msg} if {
+	msg := sprintf("You agreed on %s to share %s for %s with this firm until %s.", [consent.decided_text, terms.category_labels(granted.categories), lower(data.taxonomy.purposes[granted.purpose].label), consent.expires_text])
+}
+
+decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": rules} if {
+	count(deny) > 0
+} else := {
+	"effect": "allow",
+	"scope": {"categories": input.request.categories, "fields": input.request.fields, "purpose": input.request.purpose},
+	"reasons": [allowed_reason],
+	"rules": rules,
+}
+
+rules := sort({r.n | some c in input.request.categories; r := verdicts[c].rule; r != null})
