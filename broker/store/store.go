@@ -73,6 +73,17 @@ type ConsentFilter struct {
 	Page       Page
 }
 
+// DecisionFilter selects decision records; zero fields match everything
+// except that one of CustomerID, FirmID or ConsentID must be set.
+type DecisionFilter struct {
+	CustomerID broker.CustomerID
+	FirmID     broker.FirmID
+	ConsentID  broker.ConsentID
+	// Before selects records decided strictly before it (for paging back).
+	Before time.Time
+	Limit  int
+}
+
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
 // missing row; creators return broker.ErrConflict for a duplicate key and
 // broker.ErrNotFound when a referenced row does not exist.
@@ -125,6 +136,14 @@ type Tx interface {
 	// ResolvePseudonym maps a firm's pseudonym back to the customer, only
 	// for that firm.
 	ResolvePseudonym(ctx context.Context, firm broker.FirmID, p broker.Pseudonym) (broker.CustomerID, error)
+
+	// InsertDecision stores a decision record under its content hash and
+	// returns the hash. Storing the same record twice is not an error.
+	InsertDecision(ctx context.Context, r broker.DecisionRecord) (string, error)
+	// GetDecision returns the record with the given hash.
+	GetDecision(ctx context.Context, hash string) (broker.DecisionRecord, error)
+	// ListDecisions returns decision records, newest first.
+	ListDecisions(ctx context.Context, f DecisionFilter) ([]broker.DecisionRecord, error)
 
 	ListCategories(ctx context.Context) ([]broker.Category, error)
 	ListPurposes(ctx context.Context) ([]broker.Purpose, error)

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConsentListing", testConsentListing},
 		{"Disclosures", testDisclosures},
 		{"Pseudonyms", testPseudonyms},
+		{"Decisions", testDecisions},
 		{"Rollback", testRollback},
 		{"ReadOnlyView", testReadOnlyView},
 	}
@@ -817,6 +818,62 @@ func testReadOnlyView(t *testing.T, s store.Store) {
 	}
 	view(t, s, func(tx store.Tx) error {
 		_, err := tx.GetCustomer(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+}
+
+func testDecisions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	mk := func(effect broker.Effect, at time.Time, consent broker.ConsentID) broker.DecisionRecord {
+		d := broker.Decision{Kind: broker.DecisionConsent, Effect: effect, Scope: RequestScope(),
+			Reasons:   []broker.Reason{{Source: broker.ReasonTerms, Rule: 2, Text: "Your rule 2 allows Marketing by retail firms for up to 90 days"}},
+			TermsHash: broker.HashDocument([]byte("terms")), PolicyHash: "sha256:policy", DecidedAt: at}
+		return broker.NewDecisionRecord(c.ID, f.ID, consent, broker.DataRequest{Scope: RequestScope()}, d)
+	}
+	first, second := mk(broker.EffectAsk, Now, con.ID), mk(broker.EffectAllow, Now.Add(time.Minute), "")
+	var h1, h2, again string
+	update(t, s, func(tx store.Tx) (err error) {
+		if h1, err = tx.InsertDecision(ctx, first); err != nil {
+			return err
+		}
+		if h2, err = tx.InsertDecision(ctx, second); err != nil {
+			return err
+		}
+		again, err = tx.InsertDecision(ctx, first)
+		return err
+	})
+	if want, _ := first.Hash(); h1 != want || again != h1 || h1 == h2 {
+		t.Errorf("hashes %s %s %s; want %s, stable and distinct", h1, h2, again, want)
+	}
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetDecision(ctx, h1)
+		if err != nil {
+			return err
+		}
+		if gh, _ := got.Hash(); gh != h1 {
+			t.Errorf("stored record hashes to %s, want %s", gh, h1)
+		}
+		if diff := cmp.Diff(first.Decision.Reasons, got.Decision.Reasons); diff != "" {
+			t.Errorf("reasons (-want +got):\n%s", diff)
+		}
+		all, err := tx.ListDecisions(ctx, store.DecisionFilter{CustomerID: c.ID})
+		if err != nil {
+			return err
+		}
+		if len(all) != 2 || all[0].Decision.Effect != broker.EffectAllow {
+			t.Errorf("ListDecisions = %d records, newest %v", len(all), all)
+		}
+		byConsent, _ := tx.ListDecisions(ctx, store.DecisionFilter{ConsentID: con.ID})
+		older, _ := tx.ListDecisions(ctx, store.DecisionFilter{FirmID: f.ID, Before: Now.Add(time.Second)})
+		if len(byConsent) != 1 || len(older) != 1 {
+			t.Errorf("by consent %d, before %d; want 1, 1", len(byConsent), len(older))
+		}
+		_, err = tx.ListDecisions(ctx, store.DecisionFilter{})
+		wantErr(t, err, broker.ErrInvalid)
+		_, err = tx.GetDecision(ctx, "sha256:none")
 		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})

@@ -1,0 +1,88 @@
+package relational
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+const insertDecisionSQL = `INSERT INTO decision_records (hash, kind, customer_id, firm_id, consent_id, effect, raw, decided_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hash) DO NOTHING`
+
+func (tx *Tx) InsertDecision(ctx context.Context, r broker.DecisionRecord) (string, error) {
+	raw, err := r.Canonical()
+	if err != nil {
+		return "", err
+	}
+	hash := broker.HashDocument(raw)
+	_, err = tx.Q.Exec(ctx, insertDecisionSQL, hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
+		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt))
+	if err != nil {
+		return "", fmt.Errorf("insert decision %s: %w", hash, tx.err(err))
+	}
+	return hash, nil
+}
+
+func decodeDecision(raw string) (broker.DecisionRecord, error) {
+	var r broker.DecisionRecord
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return r, fmt.Errorf("decode stored decision: %w", err)
+	}
+	return r, nil
+}
+
+func (tx *Tx) GetDecision(ctx context.Context, hash string) (broker.DecisionRecord, error) {
+	var raw string
+	if err := newScanner(tx.D).str(&raw).from(tx.Q.QueryRow(ctx, `SELECT raw FROM decision_records WHERE hash = $1`, hash)); err != nil {
+		return broker.DecisionRecord{}, fmt.Errorf("get decision %s: %w", hash, err)
+	}
+	return decodeDecision(raw)
+}
+
+func (tx *Tx) ListDecisions(ctx context.Context, f store.DecisionFilter) ([]broker.DecisionRecord, error) {
+	q := `SELECT raw FROM decision_records WHERE 1 = 1`
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		q += fmt.Sprintf(" AND %s $%d", cond, len(args))
+	}
+	if f.CustomerID == "" && f.FirmID == "" && f.ConsentID == "" {
+		return nil, fmt.Errorf("list decisions: %w: name a customer, firm or consent", broker.ErrInvalid)
+	}
+	if f.CustomerID != "" {
+		add("customer_id =", f.CustomerID)
+	}
+	if f.FirmID != "" {
+		add("firm_id =", f.FirmID)
+	}
+	if f.ConsentID != "" {
+		add("consent_id =", f.ConsentID)
+	}
+	if !f.Before.IsZero() {
+		add("decided_at <", tx.t(f.Before))
+	}
+	args = append(args, store.Page{Limit: f.Limit}.N())
+	q += fmt.Sprintf(" ORDER BY decided_at DESC, hash LIMIT $%d", len(args))
+	var out []broker.DecisionRecord
+	var derr error
+	err := queryAll(ctx, tx, q, args, func(s *scanner) (*scanner, func()) {
+		var raw string
+		return s.str(&raw), func() {
+			r, err := decodeDecision(raw)
+			if err != nil && derr == nil {
+				derr = err
+			}
+			out = append(out, r)
+		}
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list decisions: %w", err)
+	}
+	return out, nil
+}
