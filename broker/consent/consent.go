@@ -1,0 +1,252 @@
+// Package consent holds the consent use cases: saving a customer's terms,
+// deciding a firm's request under them, the customer's answer, revocation
+// and expiry. Each runs in one store transaction, so a consent, its history
+// row and the decision record that explains it are written together or not
+// at all.
+//
+// The policy engine is reached through DecideConsent, a func the caller
+// supplies (cmd wires policy.Engine.Consent), so this package imports
+// neither OPA nor any concrete store.
+package consent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/terms"
+)
+
+// DecideConsent asks the policy layer about a firm's request. terms is the
+// customer's current version, or the zero value when they have none.
+type DecideConsent func(ctx context.Context, c broker.Customer, f broker.Firm, terms broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error)
+
+// Service runs the consent use cases.
+type Service struct {
+	store  store.Store
+	decide DecideConsent
+	now    func() time.Time
+}
+
+// New returns a Service. now may be nil for time.Now.
+func New(s store.Store, decide DecideConsent, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: s, decide: decide, now: now}
+}
+
+// SaveTerms validates doc (schema, taxonomy, rules that can never apply)
+// and stores its canonical form as the customer's next terms version.
+// An invalid document is refused with broker.ErrInvalid and a message
+// naming the rule; nothing is stored.
+func (s *Service) SaveTerms(ctx context.Context, customer broker.CustomerID, doc []byte) (broker.TermsVersion, error) {
+	t, err := terms.Parse(doc)
+	if err != nil {
+		return broker.TermsVersion{}, err
+	}
+	canon, err := terms.Canonical(t)
+	if err != nil {
+		return broker.TermsVersion{}, err
+	}
+	var tv broker.TermsVersion
+	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
+		tv, err = tx.AddTerms(ctx, customer, canon, s.now())
+		return err
+	})
+	return tv, err
+}
+
+// Outcome is the result of a firm's request: the consent as stored, the
+// decision that shaped it, and the hash of its stored decision record.
+type Outcome struct {
+	Consent      broker.Consent
+	Decision     broker.Decision
+	DecisionHash string
+}
+
+// Request records a firm's request for a customer's data and decides it
+// at once under the customer's current terms and the regulatory rules:
+//
+//   - allow: the consent is granted with the scope the policy allows
+//     (never wider than asked);
+//   - deny: the consent is denied, the reasons recorded;
+//   - ask: the consent stays requested for the customer to answer.
+//
+// The firm must be approved (broker.ErrForbidden otherwise).
+func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm broker.FirmID, client broker.ClientID, req broker.DataRequest) (Outcome, error) {
+	var out Outcome
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		now := s.now().UTC()
+		c, err := tx.GetCustomer(ctx, customer)
+		if err != nil {
+			return err
+		}
+		f, err := tx.GetFirm(ctx, firm)
+		if err != nil {
+			return err
+		}
+		if f.Status != broker.FirmApproved {
+			return fmt.Errorf("%w: firm %s is %s", broker.ErrForbidden, f.ID, f.Status)
+		}
+		con, ev, err := broker.NewConsentRequest(c.ID, f.ID, client, req.Scope, now, "firm:"+string(f.ID))
+		if err != nil {
+			return err
+		}
+		tv, err := tx.LatestTerms(ctx, c.ID)
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return err
+		}
+		req.Scope = con.Requested
+		d, err := s.decide(ctx, c, f, tv, req, now)
+		if err != nil {
+			return err
+		}
+		if err := tx.CreateConsent(ctx, con, ev); err != nil {
+			return err
+		}
+		hash, err := tx.InsertDecision(ctx, broker.NewDecisionRecord(c.ID, f.ID, con.ID, req, d))
+		if err != nil {
+			return err
+		}
+		switch d.Effect {
+		case broker.EffectAllow:
+			con, ev, err = con.Grant(d.Scope, now, "terms:"+d.TermsHash)
+		case broker.EffectDeny:
+			con, ev, err = con.Deny(now, "policy", reasonText(d))
+		case broker.EffectAsk:
+			out = Outcome{Consent: con, Decision: d, DecisionHash: hash}
+			return nil
+		default:
+			return fmt.Errorf("decision effect %q: %w", d.Effect, broker.ErrInvalid)
+		}
+		if err != nil {
+			return err
+		}
+		if err := tx.UpdateConsent(ctx, con, ev); err != nil {
+			return err
+		}
+		out = Outcome{Consent: con, Decision: d, DecisionHash: hash}
+		return nil
+	})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("consent request from %s to %s: %w", firm, customer, err)
+	}
+	return out, nil
+}
+
+func reasonText(d broker.Decision) string {
+	if len(d.Reasons) == 0 {
+		return string(d.Effect)
+	}
+	return d.Reasons[0].Text
+}
+
+// load returns the consent for update, refusing (as not found, so as not
+// to reveal it exists) one that belongs to another customer.
+func load(ctx context.Context, tx store.Tx, id broker.ConsentID, customer broker.CustomerID) (broker.Consent, error) {
+	c, err := tx.GetConsent(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	if c.CustomerID != customer {
+		return broker.Consent{}, fmt.Errorf("consent %s: %w", id, broker.ErrNotFound)
+	}
+	return c, nil
+}
+
+// Approve grants a requested consent the customer answered yes to. scope
+// may narrow the request (fewer categories, shorter, less often); nil
+// grants what was asked.
+func (s *Service) Approve(ctx context.Context, customer broker.CustomerID, id broker.ConsentID, scope *broker.Scope) (broker.Consent, error) {
+	return s.transition(ctx, customer, id, func(c broker.Consent, now time.Time) (broker.Consent, broker.ConsentEvent, error) {
+		sc := c.Requested
+		if scope != nil {
+			sc = *scope
+		}
+		return c.Grant(sc, now, "customer:"+string(customer))
+	})
+}
+
+// Refuse denies a requested consent.
+func (s *Service) Refuse(ctx context.Context, customer broker.CustomerID, id broker.ConsentID, reason string) (broker.Consent, error) {
+	return s.transition(ctx, customer, id, func(c broker.Consent, now time.Time) (broker.Consent, broker.ConsentEvent, error) {
+		return c.Deny(now, "customer:"+string(customer), reason)
+	})
+}
+
+// Narrow replaces a granted consent's scope with a narrower one.
+func (s *Service) Narrow(ctx context.Context, customer broker.CustomerID, id broker.ConsentID, scope broker.Scope) (broker.Consent, error) {
+	return s.transition(ctx, customer, id, func(c broker.Consent, now time.Time) (broker.Consent, broker.ConsentEvent, error) {
+		return c.Narrow(scope, now, "customer:"+string(customer))
+	})
+}
+
+// Revoke ends a granted consent at once.
+func (s *Service) Revoke(ctx context.Context, customer broker.CustomerID, id broker.ConsentID, reason string) (broker.Consent, error) {
+	return s.transition(ctx, customer, id, func(c broker.Consent, now time.Time) (broker.Consent, broker.ConsentEvent, error) {
+		return c.Revoke(now, "customer:"+string(customer), reason)
+	})
+}
+
+func (s *Service) transition(ctx context.Context, customer broker.CustomerID, id broker.ConsentID,
+	move func(broker.Consent, time.Time) (broker.Consent, broker.ConsentEvent, error)) (broker.Consent, error) {
+	var out broker.Consent
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		c, err := load(ctx, tx, id, customer)
+		if err != nil {
+			return err
+		}
+		next, ev, err := move(c, s.now())
+		if err != nil {
+			return err
+		}
+		out = next
+		return tx.UpdateConsent(ctx, next, ev)
+	})
+	if err != nil {
+		return broker.Consent{}, fmt.Errorf("consent %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// ExpireDue expires up to limit granted consents whose time is up and
+// returns how many it expired. Safe to run on several replicas at once:
+// each consent moves under its row lock and version check, and a consent
+// another replica already expired is skipped.
+func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
+	now := s.now()
+	var due []broker.Consent
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		due, err = tx.ListConsents(ctx, store.ConsentFilter{ExpiringBy: now, Page: store.Page{Limit: limit}})
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range due {
+		err := s.store.Update(ctx, func(tx store.Tx) error {
+			c, err := tx.GetConsent(ctx, d.ID)
+			if err != nil {
+				return err
+			}
+			next, ev, err := c.Expire(now)
+			if err != nil {
+				return err
+			}
+			return tx.UpdateConsent(ctx, next, ev)
+		})
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, broker.ErrTransition), errors.Is(err, broker.ErrConflict):
+			// Revoked or expired meanwhile, perhaps by another replica.
+		default:
+			return n, fmt.Errorf("expire consent %s: %w", d.ID, err)
+		}
+	}
+	return n, nil
+}
