@@ -309,4 +309,3 @@ func Export(ctx context.Context, r Reader, dir, vkey string) error {
 	}
 	return nil
 }
-
