@@ -51,7 +51,7 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: checkpoint root hash %q", broker.ErrInvalid, lines[2])
 	}
 	rest := lines[3]
-	if len(rest) > 0 && (rest[len(rest)-1] != '\n' || bytes.Contains(rest, []byte("\n\n"))) {
+	if len(rest) > 0 && (rest[len(rest)-1] != '\n' || rest[0] == '\n' || bytes.Contains(rest, []byte("\n\n"))) {
 		return Checkpoint{}, fmt.Errorf("%w: malformed checkpoint extension lines", broker.ErrInvalid)
 	}
 	return Checkpoint{Origin: origin, Size: size, Hash: tlog.Hash(h)}, nil
