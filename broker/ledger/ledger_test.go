@@ -346,7 +346,10 @@ func TestReceipt(t *testing.T) {
 		func(r *broker.Receipt) []byte { r.Index = 4; return es[3] },
 		func(r *broker.Receipt) []byte { r.Proof = r.Proof[1:]; return es[3] },
 		func(r *broker.Receipt) []byte { r.Proof[0] = r.Proof[1]; return es[3] },
-		func(r *broker.Receipt) []byte { r.Checkpoint = strings.Replace(r.Checkpoint, "\n11\n", "\n12\n", 1); return es[3] },
+		func(r *broker.Receipt) []byte {
+			r.Checkpoint = strings.Replace(r.Checkpoint, "\n11\n", "\n12\n", 1)
+			return es[3]
+		},
 	}
 	for i, f := range bad {
 		r := back
