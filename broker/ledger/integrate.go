@@ -25,19 +25,18 @@ import (
 func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Checkpoint, bool, error) {
 	origin := signer.Name()
 	old, msg, err := s.ReadCheckpoint(ctx)
-	switch {
-	case errors.Is(err, broker.ErrNotFound):
-		old = 0
+	if errors.Is(err, broker.ErrNotFound) {
 		c := Checkpoint{Origin: origin, Size: 0, Hash: EmptyRoot}
-		n, err := SignCheckpoint(c, signer)
-		if err != nil {
-			return Checkpoint{}, false, err
+		empty, serr := SignCheckpoint(c, signer)
+		if serr != nil {
+			return Checkpoint{}, false, serr
 		}
-		if err := s.WriteCheckpoint(ctx, 0, 0, n); err != nil && !errors.Is(err, broker.ErrConflict) {
-			return Checkpoint{}, false, fmt.Errorf("write empty checkpoint: %w", err)
+		if werr := s.WriteCheckpoint(ctx, 0, 0, empty); werr != nil && !errors.Is(werr, broker.ErrConflict) {
+			return Checkpoint{}, false, fmt.Errorf("write empty checkpoint: %w", werr)
 		}
-		return Integrate(ctx, s, signer, max)
-	case err != nil:
+		old, msg, err = s.ReadCheckpoint(ctx)
+	}
+	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	cur, err := ParseCheckpoint(noteText(msg))
