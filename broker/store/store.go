@@ -145,6 +145,10 @@ type Tx interface {
 	// ListDecisions returns decision records, newest first.
 	ListDecisions(ctx context.Context, f DecisionFilter) ([]broker.DecisionRecord, error)
 
+	// StageLedgerEntry queues a canonical ledger entry to be sequenced
+	// into the log; it commits with the transaction or not at all.
+	StageLedgerEntry(ctx context.Context, entry []byte) error
+
 	ListCategories(ctx context.Context) ([]broker.Category, error)
 	ListPurposes(ctx context.Context) ([]broker.Purpose, error)
 }

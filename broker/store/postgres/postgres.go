@@ -106,6 +106,18 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	return s, nil
 }
 
+// Ledger returns the ledger storage on this database (ledger.Storage).
+func (s *Store) Ledger() *relational.Ledger {
+	return &relational.Ledger{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+	}
+}
+
 // Pool exposes the pgx pool for packages that add their own tables.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

@@ -86,9 +86,11 @@ type scanner struct {
 	after []func() error
 }
 
-func (s *scanner) str(p *string) *scanner { s.dest = append(s.dest, p); return s }
-func (s *scanner) num(p *int) *scanner    { s.dest = append(s.dest, p); return s }
-func (s *scanner) flag(p *bool) *scanner  { s.dest = append(s.dest, p); return s }
+func (s *scanner) str(p *string) *scanner  { s.dest = append(s.dest, p); return s }
+func (s *scanner) num(p *int) *scanner     { s.dest = append(s.dest, p); return s }
+func (s *scanner) num64(p *int64) *scanner { s.dest = append(s.dest, p); return s }
+func (s *scanner) blob(p *[]byte) *scanner { s.dest = append(s.dest, p); return s }
+func (s *scanner) flag(p *bool) *scanner   { s.dest = append(s.dest, p); return s }
 
 func (s *scanner) time(p *time.Time) *scanner {
 	d, get := s.d.ScanTime()

@@ -113,6 +113,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 func (s *Store) Backend() string { return "sqlite" }
 
+// Ledger returns the ledger storage in this file (ledger.Storage).
+func (s *Store) Ledger() *relational.Ledger {
+	return &relational.Ledger{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.update(ctx, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return run(ctx, s.reader, &sql.TxOptions{ReadOnly: true}, false, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+	}
+}
+
+// Exec runs a statement on the writer outside the store's API. Tests use
+// it to damage the database the way an attacker with file access could.
+func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+	return s.update(ctx, func(_ *relational.Tx, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, rebind(query), args...)
+		return err
+	})
+}
+
 // Path is the database file.
 func (s *Store) Path() string { return s.path }
 
