@@ -121,7 +121,7 @@ var entryFieldNames = []string{"firm", "customer", "categories", "purpose", "con
 var entryRules = map[EntryType]struct{ required, optional entryField }{
 	EntryTermsVersioned:   {fCustomer | fTerms, 0},
 	EntryConsentRequested: {fFirm | fCustomer | fConsent | fCategories | fPurpose, fDecision | fTerms},
-	EntryConsentGranted:   {fFirm | fCustomer | fConsent | fCategories | fPurpose | fDecision | fTerms, 0},
+	EntryConsentGranted:   {fFirm | fCustomer | fConsent | fCategories | fPurpose | fDecision, fTerms},
 	EntryConsentDenied:    {fFirm | fCustomer | fConsent | fDecision, fTerms | fCategories | fPurpose},
 	EntryConsentNarrowed:  {fFirm | fCustomer | fConsent | fCategories | fPurpose, fDecision | fTerms},
 	EntryConsentRevoked:   {fFirm | fCustomer | fConsent, fCategories | fPurpose},

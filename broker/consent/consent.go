@@ -1,8 +1,8 @@
 // Package consent holds the consent use cases: saving a customer's terms,
 // deciding a firm's request under them, the customer's answer, revocation
 // and expiry. Each runs in one store transaction, so a consent, its history
-// row and the decision record that explains it are written together or not
-// at all.
+// row, the decision record that explains it and its ledger entry are
+// written together or not at all.
 //
 // The policy engine is reached through DecideConsent, a func the caller
 // supplies (cmd wires policy.Engine.Consent), so this package imports
@@ -112,6 +112,9 @@ func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm 
 		if err != nil {
 			return err
 		}
+		if err := record(ctx, tx, con, ev, hash, d.TermsHash); err != nil {
+			return err
+		}
 		switch d.Effect {
 		case broker.EffectAllow:
 			con, ev, err = con.Grant(d.Scope, now, "terms:"+d.TermsHash)
@@ -129,6 +132,9 @@ func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm 
 		if err := tx.UpdateConsent(ctx, con, ev); err != nil {
 			return err
 		}
+		if err := record(ctx, tx, con, ev, hash, d.TermsHash); err != nil {
+			return err
+		}
 		out = Outcome{Consent: con, Decision: d, DecisionHash: hash}
 		return nil
 	})
@@ -136,6 +142,49 @@ func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm 
 		return Outcome{}, fmt.Errorf("consent request from %s to %s: %w", firm, customer, err)
 	}
 	return out, nil
+}
+
+// record stages the ledger entry for a consent event in tx, so the entry
+// commits with the state change or not at all (DESIGN.md invariant 2). The
+// customer appears only as the firm's pairwise pseudonym.
+func record(ctx context.Context, tx store.Tx, c broker.Consent, ev broker.ConsentEvent, decisionHash, termsHash string) error {
+	psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
+	if err != nil {
+		return err
+	}
+	e := broker.Entry{Time: ev.At, Firm: c.FirmID, Customer: psn, Consent: c.ID, DecisionHash: decisionHash, TermsHash: termsHash}
+	switch {
+	case ev.To == broker.ConsentRequested:
+		e.Type, e.Categories, e.Purpose = broker.EntryConsentRequested, c.Requested.Categories, c.Requested.Purpose
+	case ev.To == broker.ConsentGranted && ev.From == broker.ConsentGranted:
+		e.Type, e.Categories, e.Purpose = broker.EntryConsentNarrowed, c.Granted.Categories, c.Granted.Purpose
+	case ev.To == broker.ConsentGranted:
+		e.Type, e.Categories, e.Purpose = broker.EntryConsentGranted, c.Granted.Categories, c.Granted.Purpose
+	case ev.To == broker.ConsentDenied:
+		e.Type = broker.EntryConsentDenied
+	case ev.To == broker.ConsentRevoked:
+		e.Type, e.DecisionHash, e.TermsHash = broker.EntryConsentRevoked, "", ""
+	case ev.To == broker.ConsentExpired:
+		e.Type, e.DecisionHash, e.TermsHash = broker.EntryConsentExpired, "", ""
+	default:
+		return fmt.Errorf("no ledger entry for %s → %s: %w", ev.From, ev.To, broker.ErrInvalid)
+	}
+	b, err := e.CanonicalBytes()
+	if err != nil {
+		return fmt.Errorf("ledger entry for consent %s: %w", c.ID, err)
+	}
+	return tx.StageLedgerEntry(ctx, b)
+}
+
+// latestDecision returns the hash and terms hash of the newest decision
+// record about a consent, for entries that must cite it.
+func latestDecision(ctx context.Context, tx store.Tx, id broker.ConsentID) (hash, termsHash string, err error) {
+	recs, err := tx.ListDecisions(ctx, store.DecisionFilter{ConsentID: id, Limit: 1})
+	if err != nil || len(recs) == 0 {
+		return "", "", err
+	}
+	h, err := recs[0].Hash()
+	return h, recs[0].Decision.TermsHash, err
 }
 
 func reasonText(d broker.Decision) string {
@@ -205,7 +254,14 @@ func (s *Service) transition(ctx context.Context, customer broker.CustomerID, id
 			return err
 		}
 		out = next
-		return tx.UpdateConsent(ctx, next, ev)
+		if err := tx.UpdateConsent(ctx, next, ev); err != nil {
+			return err
+		}
+		hash, terms, err := latestDecision(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx, next, ev, hash, terms)
 	})
 	if err != nil {
 		return broker.Consent{}, fmt.Errorf("consent %s: %w", id, err)
@@ -237,7 +293,10 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 			if err != nil {
 				return err
 			}
-			return tx.UpdateConsent(ctx, next, ev)
+			if err := tx.UpdateConsent(ctx, next, ev); err != nil {
+				return err
+			}
+			return record(ctx, tx, next, ev, "", "")
 		})
 		switch {
 		case err == nil:

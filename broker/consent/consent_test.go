@@ -251,3 +251,82 @@ func TestSuspendedFirmCannotAsk(t *testing.T) {
 		return nil
 	})
 }
+
+// ledgerTypes sequences everything staged and returns the entry types in
+// log order, checking each entry parses strictly and names no customer.
+func ledgerTypes(t *testing.T, s backend.Migrator, customer broker.Customer) []broker.EntryType {
+	t.Helper()
+	ctx := t.Context()
+	size, err := s.Ledger().Sequence(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size == 0 {
+		return nil
+	}
+	leaves, err := s.Ledger().ReadLeaves(ctx, 0, int(size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []broker.EntryType
+	for _, b := range leaves {
+		e, err := broker.ParseEntry(b)
+		if err != nil {
+			t.Fatalf("ledger entry %s: %v", b, err)
+		}
+		if strings.Contains(string(b), string(customer.ID)) || strings.Contains(string(b), customer.Handle) {
+			t.Errorf("ledger entry names the customer: %s", b)
+		}
+		types = append(types, e.Type)
+	}
+	return types
+}
+
+// TestLedgerEntries: every consent event stages its ledger entry in the
+// same transaction; a refused transition stages nothing.
+func TestLedgerEntries(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		fx := setup(t, s)
+		ctx := t.Context()
+		out, err := fx.svc.Request(ctx, fx.customer.ID, fx.bank.ID, "", request("ServiceProvision", "P60D", "Contact", "Financial"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		narrow := out.Consent.Requested
+		narrow.Categories = []string{"Contact", "Financial"}
+		if _, err := fx.svc.Approve(ctx, fx.customer.ID, out.Consent.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		narrow.Categories = []string{"Contact"}
+		if _, err := fx.svc.Narrow(ctx, fx.customer.ID, out.Consent.ID, narrow); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.svc.Revoke(ctx, fx.customer.ID, out.Consent.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.svc.Revoke(ctx, fx.customer.ID, out.Consent.ID, ""); !errors.Is(err, broker.ErrTransition) {
+			t.Fatalf("second revoke: %v", err)
+		}
+		denied, err := fx.svc.Request(ctx, fx.customer.ID, fx.bank.ID, "", request("Marketing", "P1D", "Contact"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.svc.Refuse(ctx, fx.customer.ID, denied.Consent.ID, "no"); err != nil {
+			t.Fatal(err)
+		}
+		got := ledgerTypes(t, s, fx.customer)
+		want := []broker.EntryType{broker.EntryConsentRequested, broker.EntryConsentGranted, broker.EntryConsentNarrowed,
+			broker.EntryConsentRevoked, broker.EntryConsentRequested, broker.EntryConsentDenied}
+		if strings.Join(asStrings(got), " ") != strings.Join(asStrings(want), " ") {
+			t.Errorf("ledger = %v\nwant     %v", got, want)
+		}
+	})
+}
+
+func asStrings(ts []broker.EntryType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = string(t)
+	}
+	return out
+}

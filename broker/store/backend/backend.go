@@ -12,6 +12,7 @@ import (
 
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/postgres"
+	"github.com/stewardhq/steward/broker/store/relational"
 	"github.com/stewardhq/steward/broker/store/sqlite"
 )
 
@@ -22,6 +23,8 @@ const SQLiteFile = "steward.db"
 type Migrator interface {
 	store.Store
 	Migrate(ctx context.Context) ([]int, error)
+	// Ledger is the ledger storage in the same database.
+	Ledger() *relational.Ledger
 }
 
 // Open opens and migrates the configured store. It returns the versions
