@@ -23,6 +23,8 @@ type config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	MaxBody         int64
+	LedgerKeyFile   string
+	LedgerOrigin    string
 }
 
 // Defaults.
@@ -58,6 +60,12 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"shutdown-timeout": func() {
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+		},
+		"ledger-key-file": func() {
+			fs.StringVar(&c.LedgerKeyFile, "ledger-key-file", "", "the ledger's Ed25519 signed-note key file, created on first start (default <data-dir>/ledger.key)")
+		},
+		"ledger-origin": func() {
+			fs.StringVar(&c.LedgerOrigin, "ledger-origin", DefaultLedgerOrigin, "the ledger's origin line in checkpoints (its public name), used when the key is first created")
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")

@@ -32,7 +32,7 @@ const credentialsFile = "demo-credentials.json"
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs, cf := flagSet("demo", "Start Steward on the embedded SQLite store in --data-dir, seeded with demo customers,\nfirms and a regulator, and print the URLs to open and the demo logins.", &c, stderr,
-		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout")
+		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout", "ledger-origin")
 	c.LogFormat = "text"
 	if err := parseConfig(fs, cf, args); err != nil {
 		return helpOK(err)
@@ -172,6 +172,7 @@ func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  readiness\t%s/readyz\n", base)
 	fmt.Fprintf(tw, "  metrics\t%s/metrics\n", base)
+	fmt.Fprintf(tw, "  ledger checkpoint\t%s/ledger/checkpoint   (verifier key: %s/ledger/vkey)\n", base, base)
 	fmt.Fprintf(tw, "  operator API\t%s/v1/admin/firms   (Authorization: Bearer <operator token>)\n", base)
 	tw.Flush()
 	fmt.Fprintln(w, "\nDemo logins:")

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
 )
 
@@ -90,6 +92,21 @@ func TestDemoBinary(t *testing.T) {
 	if len(firms.Items) != len(demoFirms) {
 		t.Errorf("demo has %d firms, want %d", len(firms.Items), len(demoFirms))
 	}
+	// The ledger serves a signed checkpoint that verifies with its published key.
+	var vkey, ckpt []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		vkey, ckpt = get(t, base+"/ledger/vkey"), get(t, base+"/ledger/checkpoint")
+		if len(ckpt) > 0 {
+			break
+		}
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		t.Fatalf("vkey %q: %v", vkey, err)
+	}
+	if _, err := note.Open(ckpt, note.VerifierList(v)); err != nil {
+		t.Errorf("checkpoint %q does not verify: %v", ckpt, err)
+	}
 	if _, err := os.Stat(filepath.Join(dataDir, "steward.db")); err != nil {
 		t.Errorf("no SQLite file in the data directory: %v", err)
 	}
@@ -110,6 +127,20 @@ func TestDemoBinary(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Errorf("no clean-stop log line; stderr:\n%s", stderr.String())
 	}
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil
+	}
+	return b
 }
 
 // TestGracefulDrain: a request in flight when shutdown starts completes.
@@ -164,7 +195,8 @@ func TestConfigPrecedence(t *testing.T) {
 	if err := parseConfig(fs, cf, []string{"--log-level", "debug"}); err != nil {
 		t.Fatal(err)
 	}
-	want := config{Addr: "127.0.0.1:1111", DataDir: "/from/env", LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 3 * time.Second, MaxBody: 1 << 20}
+	want := config{Addr: "127.0.0.1:1111", DataDir: "/from/env", LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 3 * time.Second, MaxBody: 1 << 20,
+		LedgerOrigin: DefaultLedgerOrigin}
 	if c != want {
 		t.Errorf("config = %+v\nwant     %+v", c, want)
 	}

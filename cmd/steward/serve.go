@@ -17,7 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -60,6 +60,18 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return err
 	}
+	lg, err := startLedger(ctx, c, s, log)
+	if err != nil {
+		return fmt.Errorf("start ledger: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+		defer cancel()
+		if err := lg.shutdown(sctx); err != nil {
+			log.LogAttrs(sctx, slog.LevelError, "ledger shutdown", slog.Any("error", err))
+		}
+	}()
+	router.Handle("/ledger/*", lg.handler)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
