@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"log/slog"
@@ -100,7 +101,13 @@ func (a admin) createFirm(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error { return tx.CreateFirm(r.Context(), f) }); err != nil {
+	err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+		if err := tx.CreateFirm(r.Context(), f); err != nil {
+			return err
+		}
+		return stageFirmEntry(r.Context(), tx, broker.EntryFirmRegistered, f)
+	})
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -146,7 +153,10 @@ func (a admin) setFirmStatus(to broker.FirmStatus) http.HandlerFunc {
 		var f broker.Firm
 		err = a.cfg.Store.Update(r.Context(), func(tx store.Tx) (err error) {
 			f, err = tx.SetFirmStatus(r.Context(), id, to, a.cfg.Now())
-			return err
+			if err != nil || to != broker.FirmSuspended {
+				return err
+			}
+			return stageFirmEntry(r.Context(), tx, broker.EntryFirmSuspended, f)
 		})
 		if err != nil {
 			a.fail(w, r, err)
@@ -154,6 +164,16 @@ func (a admin) setFirmStatus(to broker.FirmStatus) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, f)
 	}
+}
+
+// stageFirmEntry writes the ledger entry for a firm's registration or
+// suspension in the same transaction as the change.
+func stageFirmEntry(ctx context.Context, tx store.Tx, typ broker.EntryType, f broker.Firm) error {
+	b, err := broker.Entry{Type: typ, Time: f.UpdatedAt, Firm: f.ID}.CanonicalBytes()
+	if err != nil {
+		return err
+	}
+	return tx.StageLedgerEntry(ctx, b)
 }
 
 // NewCustomerRequest is the body of POST /v1/admin/customers.

@@ -152,6 +152,26 @@ func TestFirmLifecycle(t *testing.T) {
 		if l := decode[struct{ Items []broker.Firm }](t, body); len(l.Items) != 1 {
 			t.Errorf("list firms = %s", body)
 		}
+		// Registration and each suspension are on the ledger; refused moves are not.
+		size, err := s.Ledger().Sequence(t.Context(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves, err := s.Ledger().ReadLeaves(t.Context(), 0, int(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, b := range leaves {
+			e, err := broker.ParseEntry(b)
+			if err != nil || e.Firm != f.ID {
+				t.Fatalf("entry %s: %v", b, err)
+			}
+			types = append(types, string(e.Type))
+		}
+		if got := strings.Join(types, " "); got != "firm.registered firm.suspended" {
+			t.Errorf("ledger has %q, want registration then one suspension", got)
+		}
 	})
 }
 
