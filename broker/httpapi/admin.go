@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,19 +16,45 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 )
 
-// requireBearer admits requests whose Authorization header carries token.
-// The comparison is constant-time over hashes so length leaks nothing.
-func requireBearer(token string, log *slog.Logger) func(http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
+// Role is who a bearer token belongs to.
+type Role string
+
+const (
+	RoleOperator  Role = "operator"
+	RoleRegulator Role = "regulator"
+)
+
+// tokenHash is a token's SHA-256, compared in constant time so neither the
+// token nor its length leaks through timing.
+type tokenHash [sha256.Size]byte
+
+// requireRole admits requests whose bearer token belongs to role: no or an
+// unknown token is 401, another role's token is 403.
+func requireRole(role Role, tokens map[Role]string, log *slog.Logger) func(http.Handler) http.Handler {
+	known := map[Role]tokenHash{}
+	for r, t := range tokens {
+		if t != "" {
+			known[r] = sha256.Sum256([]byte(t))
+		}
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			sum := sha256.Sum256([]byte(got))
-			if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-				WriteError(w, r, log, broker.ErrUnauthenticated)
-				return
+			sum := tokenHash(sha256.Sum256([]byte(got)))
+			var who Role
+			for candidate, h := range known {
+				if subtle.ConstantTimeCompare(sum[:], h[:]) == 1 {
+					who = candidate
+				}
 			}
-			next.ServeHTTP(w, r)
+			switch {
+			case !ok || !strings.EqualFold(scheme, "Bearer") || who == "":
+				WriteError(w, r, log, broker.ErrUnauthenticated)
+			case who != role:
+				WriteError(w, r, log, fmt.Errorf("%w: a %s token on a %s route", broker.ErrForbidden, who, role))
+			default:
+				next.ServeHTTP(w, r)
+			}
 		})
 	}
 }

@@ -27,11 +27,15 @@ type server struct {
 	logs  *bytes.Buffer
 }
 
-func newServer(t *testing.T, s backend.Migrator) *server {
+func newServer(t *testing.T, s backend.Migrator, regulator ...string) *server {
 	t.Helper()
 	logs := &bytes.Buffer{}
-	r, err := httpapi.New(httpapi.Config{Store: s, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Registry: prometheus.NewRegistry(), OperatorToken: token, MaxBody: 4096})
+	cfg := httpapi.Config{Store: s, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registry: prometheus.NewRegistry(), OperatorToken: token, MaxBody: 4096}
+	if len(regulator) > 0 {
+		cfg.RegulatorToken = regulator[0]
+	}
+	r, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// OperatorToken authenticates /v1/admin. Required, at least 32 characters.
 	OperatorToken string
+	// RegulatorToken authenticates the read-only audit API under
+	// /v1/audit until regulators sign in with OAuth2 client credentials.
+	// Empty disables token access to it. At least 32 characters otherwise.
+	RegulatorToken string
 	// MaxBody bounds request bodies; 0 means DefaultMaxBody.
 	MaxBody int64
 	// Now is the clock; nil means time.Now.
@@ -45,6 +49,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("httpapi: Config.Registry is required")
 	case len(c.OperatorToken) < MinTokenLength:
 		return fmt.Errorf("httpapi: the operator token must be at least %d characters", MinTokenLength)
+	case c.RegulatorToken != "" && len(c.RegulatorToken) < MinTokenLength:
+		return fmt.Errorf("httpapi: the regulator token must be at least %d characters", MinTokenLength)
+	case c.RegulatorToken != "" && c.RegulatorToken == c.OperatorToken:
+		return fmt.Errorf("httpapi: the regulator and operator tokens must differ")
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
@@ -81,9 +89,14 @@ func New(cfg Config) (*Router, error) {
 	})
 	r.Get("/readyz", readyHandler(cfg.Store, cfg.Logger))
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	tokens := map[Role]string{RoleOperator: cfg.OperatorToken, RoleRegulator: cfg.RegulatorToken}
 	r.Route("/v1/admin", func(r chi.Router) {
-		r.Use(requireBearer(cfg.OperatorToken, cfg.Logger))
+		r.Use(requireRole(RoleOperator, tokens, cfg.Logger))
 		mountAdmin(r, cfg)
+	})
+	r.Route("/v1/audit", func(r chi.Router) {
+		r.Use(requireRole(RoleRegulator, tokens, cfg.Logger))
+		mountAudit(r, cfg)
 	})
 	return &Router{Router: r, cfg: cfg}, nil
 }

@@ -84,6 +84,77 @@ type DecisionFilter struct {
 	Limit  int
 }
 
+// LedgerFilter selects sequenced ledger entries; zero fields match all.
+type LedgerFilter struct {
+	Types     []broker.EntryType
+	FirmID    broker.FirmID
+	Purpose   string
+	Category  string
+	ConsentID broker.ConsentID
+	// From and To bound the entry time: From ≤ time < To.
+	From, To time.Time
+	// After is the index the previous page ended with; -1 for the start.
+	After int64
+	Limit int
+}
+
+// IndexedEntry is a sequenced ledger entry with its index and leaf hash.
+type IndexedEntry struct {
+	Index int64 `json:"index"`
+	// LeafHash is the RFC 6962 leaf hash, hex.
+	LeafHash string `json:"leaf_hash"`
+	// Raw is the entry's canonical bytes, exactly as logged.
+	Raw   []byte       `json:"-"`
+	Entry broker.Entry `json:"-"`
+}
+
+// LedgerReport is the regulator's aggregate view of a period.
+type LedgerReport struct {
+	From        time.Time         `json:"from"`
+	To          time.Time         `json:"to"`
+	Consents    []ConsentCounts   `json:"consents"`
+	Disclosures []DisclosureCount `json:"disclosures"`
+	// AfterRevocation lists disclosures logged after their consent ended.
+	// Steward's first invariant says it is always empty.
+	AfterRevocation []LateDisclosure `json:"disclosures_after_revocation"`
+	// RefusalsAfterEnd says, per consent ended in the period, how long
+	// after the end the firm's last refused access came.
+	RefusalsAfterEnd []RefusalAfterEnd `json:"refusals_after_end"`
+}
+
+// ConsentCounts counts consent outcomes for one firm and purpose.
+type ConsentCounts struct {
+	FirmID  broker.FirmID `json:"firm_id"`
+	Purpose string        `json:"purpose"`
+	Granted int           `json:"granted"`
+	Denied  int           `json:"denied"`
+	Revoked int           `json:"revoked"`
+	Expired int           `json:"expired"`
+}
+
+// DisclosureCount counts one firm's disclosures.
+type DisclosureCount struct {
+	FirmID      broker.FirmID `json:"firm_id"`
+	Disclosures int           `json:"disclosures"`
+}
+
+// LateDisclosure is a disclosure logged after its consent ended.
+type LateDisclosure struct {
+	Index     int64            `json:"index"`
+	ConsentID broker.ConsentID `json:"consent_id"`
+	FirmID    broker.FirmID    `json:"firm_id"`
+}
+
+// RefusalAfterEnd is the last access refused under an ended consent.
+type RefusalAfterEnd struct {
+	ConsentID     broker.ConsentID `json:"consent_id"`
+	FirmID        broker.FirmID    `json:"firm_id"`
+	Ended         broker.EntryType `json:"ended"`
+	EndedAt       time.Time        `json:"ended_at"`
+	LastRefusedAt time.Time        `json:"last_refused_at"`
+	Seconds       float64          `json:"seconds_after_end"`
+}
+
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
 // missing row; creators return broker.ErrConflict for a duplicate key and
 // broker.ErrNotFound when a referenced row does not exist.
@@ -144,6 +215,11 @@ type Tx interface {
 	GetDecision(ctx context.Context, hash string) (broker.DecisionRecord, error)
 	// ListDecisions returns decision records, newest first.
 	ListDecisions(ctx context.Context, f DecisionFilter) ([]broker.DecisionRecord, error)
+
+	// SearchLedger returns indexed ledger entries matching f, in index order.
+	SearchLedger(ctx context.Context, f LedgerFilter) ([]IndexedEntry, error)
+	// LedgerReport aggregates the ledger over [from, to) for regulators.
+	LedgerReport(ctx context.Context, from, to time.Time) (LedgerReport, error)
 
 	// StageLedgerEntry queues a canonical ledger entry to be sequenced
 	// into the log; it commits with the transaction or not at all.

@@ -18,6 +18,7 @@ type config struct {
 	DataDir         string
 	DatabaseURL     string
 	OperatorToken   string
+	RegulatorToken  string
 	PublicURL       string
 	LogLevel        string
 	LogFormat       string
@@ -50,6 +51,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"operator-token": func() {
 			fs.StringVar(&c.OperatorToken, "operator-token", "", "bearer token for the operator API under /v1/admin (at least 32 characters)")
+		},
+		"regulator-token": func() {
+			fs.StringVar(&c.RegulatorToken, "regulator-token", "", "bearer token for the read-only audit API under /v1/audit (at least 32 characters; empty disables it)")
 		},
 		"public-url": func() {
 			fs.StringVar(&c.PublicURL, "public-url", "", "the URL people and firms reach Steward at (default http://<addr>)")

@@ -45,7 +45,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	c.OperatorToken = creds.OperatorToken
+	c.OperatorToken, c.RegulatorToken = creds.OperatorToken, creds.RegulatorToken
 	c.MaxBody = 1 << 20
 	if err := seedDemo(ctx, c.DataDir, creds); err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
@@ -174,6 +174,7 @@ func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
 	fmt.Fprintf(tw, "  metrics\t%s/metrics\n", base)
 	fmt.Fprintf(tw, "  ledger checkpoint\t%s/ledger/checkpoint   (verifier key: %s/ledger/vkey)\n", base, base)
 	fmt.Fprintf(tw, "  operator API\t%s/v1/admin/firms   (Authorization: Bearer <operator token>)\n", base)
+	fmt.Fprintf(tw, "  audit API\t%s/v1/audit/reports   (Authorization: Bearer <regulator token>)\n", base)
 	tw.Flush()
 	fmt.Fprintln(w, "\nDemo logins:")
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

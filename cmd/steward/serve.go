@@ -17,7 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -56,7 +56,8 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken, MaxBody: c.MaxBody})
+	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken,
+		RegulatorToken: c.RegulatorToken, MaxBody: c.MaxBody})
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,17 @@ const MaxSequenceBatch = 1000
 // StageLedgerEntry queues a canonical ledger entry inside the caller's
 // transaction: it commits with the state change it records, or not at all.
 func (tx *Tx) StageLedgerEntry(ctx context.Context, entry []byte) error {
-	if len(entry) == 0 || len(entry) > 1<<16-1 {
-		return fmt.Errorf("stage ledger entry: %w: entries are 1 to 65535 bytes", broker.ErrInvalid)
+	if _, err := broker.ParseEntry(entry); err != nil {
+		return fmt.Errorf("stage ledger entry: %w", err)
+	}
+	return tx.stage(ctx, entry)
+}
+
+// stage queues entry bytes as they are: the ledger.Storage contract is
+// format-agnostic.
+func (tx *Tx) stage(ctx context.Context, entry []byte) error {
+	if len(entry) == 0 || len(entry) > broker.MaxEntryBytes {
+		return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
 	}
 	if _, err := tx.Q.Exec(ctx, `INSERT INTO ledger_staged (entry) VALUES ($1)`, entry); err != nil {
 		return fmt.Errorf("stage ledger entry: %w", tx.err(err))
@@ -38,7 +47,7 @@ type Ledger struct {
 func (l *Ledger) Stage(ctx context.Context, entries ...[]byte) error {
 	return l.Update(ctx, func(tx *Tx) error {
 		for _, e := range entries {
-			if err := tx.StageLedgerEntry(ctx, e); err != nil {
+			if err := tx.stage(ctx, e); err != nil {
 				return err
 			}
 		}
@@ -100,6 +109,9 @@ func (l *Ledger) Sequence(ctx context.Context, max int) (int64, error) {
 		in := strings.Trim(placeholders(1, 1, len(ids)), "()")
 		if n, err := tx.Q.Exec(ctx, `DELETE FROM ledger_staged WHERE id IN (`+in+`)`, idArgs...); err != nil || n != int64(len(ids)) {
 			return fmt.Errorf("unstage %d entries (deleted %d): %w", len(ids), n, tx.err(err))
+		}
+		if err := tx.indexEntries(ctx, size, entries); err != nil {
+			return err
 		}
 		size += int64(len(ids))
 		return tx.execOne(ctx, `UPDATE ledger_coord SET size = $1 WHERE id = 0`, size)

@@ -49,12 +49,16 @@ var dialect = &relational.Dialect{
 			if s == nil {
 				return time.Time{}, false
 			}
-			t, err := time.Parse(timeLayout, *s)
-			if err != nil {
-				// Rows written by CURRENT_TIMESTAMP use SQLite's own layout.
-				t, err = time.Parse(time.DateTime, *s)
+			// The driver hands TIMESTAMP columns over as time.Time, which
+			// database/sql formats as RFC 3339 with trailing zeros trimmed;
+			// computed columns arrive as the stored text; rows written by
+			// CURRENT_TIMESTAMP use SQLite's own layout.
+			for _, layout := range []string{time.RFC3339Nano, time.DateTime} {
+				if t, err := time.Parse(layout, *s); err == nil {
+					return t, true
+				}
 			}
-			return t, err == nil
+			return time.Time{}, false
 		}
 	},
 	MapError: mapError,

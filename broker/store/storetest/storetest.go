@@ -147,6 +147,8 @@ func testCustomers(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	a, b := NewCustomer("alice"), NewCustomer("bob")
 	a.Minor, a.PasswordHash = true, "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA"
+	// Whole seconds and trailing zeros must survive the round trip too.
+	a.CreatedAt, b.CreatedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC)
 	update(t, s, func(tx store.Tx) error {
 		if err := tx.CreateCustomer(ctx, a); err != nil {
 			return err
@@ -164,6 +166,9 @@ func testCustomers(t *testing.T, s store.Store) {
 		byHandle, err := tx.GetCustomerByHandle(ctx, "bob")
 		if err != nil {
 			return err
+		}
+		if !byHandle.CreatedAt.Equal(b.CreatedAt) {
+			t.Errorf("CreatedAt %v read back as %v", b.CreatedAt, byHandle.CreatedAt)
 		}
 		if byHandle.ID != b.ID {
 			t.Errorf("GetCustomerByHandle(bob) = %s, want %s", byHandle.ID, b.ID)

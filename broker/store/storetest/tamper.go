@@ -50,6 +50,8 @@ func (l *LedgerTamperer) TamperSwapLeaves(i, j int64) {
 }
 
 func (l *LedgerTamperer) TamperTruncate(n int64) {
+	l.exec(`DELETE FROM ledger_index_categories WHERE idx >= $1`, n)
+	l.exec(`DELETE FROM ledger_index WHERE idx >= $1`, n)
 	l.exec(`DELETE FROM ledger_leaves WHERE idx >= $1`, n)
 	l.exec(`UPDATE ledger_coord SET size = $1 WHERE id = 0`, n)
 }
@@ -59,7 +61,7 @@ func (l *LedgerTamperer) TamperCheckpoint(note []byte) {
 }
 
 func (l *LedgerTamperer) TamperRewrite(leaves [][]byte) {
-	for _, table := range []string{"ledger_leaves", "ledger_hashes", "ledger_checkpoints", "ledger_cosignatures", "ledger_staged"} {
+	for _, table := range []string{"ledger_index_categories", "ledger_index", "ledger_leaves", "ledger_hashes", "ledger_checkpoints", "ledger_cosignatures", "ledger_staged"} {
 		l.exec(`DELETE FROM ` + table)
 	}
 	for i, e := range leaves {
