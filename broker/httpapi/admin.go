@@ -102,6 +102,25 @@ func mountAdmin(r chi.Router, cfg Config) {
 	r.Get("/customers", a.listCustomers)
 	r.Post("/customers", a.createCustomer)
 	r.Get("/customers/{id}", a.getCustomer)
+	if cfg.PolicyHash != nil {
+		r.Get("/policy", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"policy_hash": cfg.PolicyHash()})
+		})
+	}
+	if cfg.ReloadPolicy != nil {
+		r.Post("/policy/reload", a.reloadPolicy)
+	}
+}
+
+// reloadPolicy puts the operator's current regulatory rules in force. A
+// broken policy is refused with 400 and the running version stays.
+func (a admin) reloadPolicy(w http.ResponseWriter, r *http.Request) {
+	hash, err := a.cfg.ReloadPolicy(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"policy_hash": hash})
 }
 
 func (a admin) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -30,6 +30,11 @@ type Config struct {
 	// /v1/audit until regulators sign in with OAuth2 client credentials.
 	// Empty disables token access to it. At least 32 characters otherwise.
 	RegulatorToken string
+	// ReloadPolicy re-reads the operator's regulatory rules and puts them
+	// in force, returning the new policy hash; nil disables the route.
+	ReloadPolicy func(ctx context.Context) (string, error)
+	// PolicyHash reports the policy version in force; nil disables the route.
+	PolicyHash func() string
 	// MaxBody bounds request bodies; 0 means DefaultMaxBody.
 	MaxBody int64
 	// Now is the clock; nil means time.Now.

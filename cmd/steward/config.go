@@ -24,6 +24,8 @@ type config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	MaxBody         int64
+	PolicyDir       string
+	PolicyBundle    string
 	LedgerKeyFile   string
 	LedgerOrigin    string
 }
@@ -64,6 +66,12 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"shutdown-timeout": func() {
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+		},
+		"policy-dir": func() {
+			fs.StringVar(&c.PolicyDir, "policy-dir", "", "directory of Rego modules (package regulatory…) replacing or extending the built-in regulatory rules; reloaded on SIGHUP")
+		},
+		"policy-bundle": func() {
+			fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "OPA bundle (tar.gz) of regulatory Rego modules, instead of --policy-dir; reloaded on SIGHUP")
 		},
 		"ledger-key-file": func() {
 			fs.StringVar(&c.LedgerKeyFile, "ledger-key-file", "", "the ledger's Ed25519 signed-note key file, created on first start (default <data-dir>/ledger.key)")

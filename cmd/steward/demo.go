@@ -32,7 +32,7 @@ const credentialsFile = "demo-credentials.json"
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs, cf := flagSet("demo", "Start Steward on the embedded SQLite store in --data-dir, seeded with demo customers,\nfirms and a regulator, and print the URLs to open and the demo logins.", &c, stderr,
-		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout", "ledger-origin")
+		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout", "ledger-origin", "policy-dir")
 	c.LogFormat = "text"
 	if err := parseConfig(fs, cf, args); err != nil {
 		return helpOK(err)

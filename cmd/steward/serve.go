@@ -17,7 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "policy-dir", "policy-bundle"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -54,10 +54,17 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	defer s.Close()
 	log.LogAttrs(ctx, slog.LevelInfo, "store open", slog.String("backend", s.Backend()), slog.Any("migrations_applied", applied))
 
+	pol, err := startPolicy(ctx, c, s, log)
+	if err != nil {
+		return fmt.Errorf("start policy: %w", err)
+	}
+	pol.reloadOnHangup(ctx)
+	log.LogAttrs(ctx, slog.LevelInfo, "policy in force", slog.String("policy_hash", pol.engine.PolicyHash()))
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken,
-		RegulatorToken: c.RegulatorToken, MaxBody: c.MaxBody})
+		RegulatorToken: c.RegulatorToken, MaxBody: c.MaxBody, ReloadPolicy: pol.Reload, PolicyHash: pol.engine.PolicyHash})
 	if err != nil {
 		return err
 	}
