@@ -86,7 +86,7 @@ limits contains {"limit": f, "source": "consent", "rule": 0} if {
 
 limits contains {"limit": r.max_frequency, "source": "terms", "rule": r.n} if {
 	some c in input.request.categories
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.effect != "deny"
 	r.max_frequency != null
 }
@@ -112,20 +112,24 @@ deny contains {"source": "terms", "rule": x.rule, "text": msg} if {
 
 # The current terms: a later, stricter version wins over the one the
 # consent was given under.
-ctx := {"firm": input.firm, "purpose": input.request.purpose, "now_ns": input.now_ns}
+verdicts := terms.verdicts
 
-verdicts[c] := terms.verdict(input.terms.rules, ctx, c) if some c in input.request.categories
+# deciding[c] is the rule that decided category c, if one did.
+deciding[c] := input.terms.rules[v.rule - 1] if {
+	some c, v in verdicts
+	v.rule != null
+}
 
 deny contains {"source": "terms", "rule": r.n, "text": msg} if {
 	some c in input.request.categories
 	verdicts[c].effect == "deny"
-	r := verdicts[c].rule
+	r := deciding[c]
 	msg := sprintf("Your current rule %d refuses %s.", [r.n, r.what])
 }
 
 deny contains {"source": "terms", "rule": r.n, "text": msg} if {
 	some c in input.request.categories
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.effect != "deny"
 	r.max_duration != null
 	input.now_ns >= consent.decided_at_ns + (r.max_duration.s * 1000000000)
@@ -155,7 +159,7 @@ deny contains {"source": "regulation", "text": x.text} if {
 }
 
 allowed_reason := {"source": "consent", "text": msg} if {
-	msg := sprintf("You agreed on %s to share %s for %s with this firm until %s.", [consent.decided_text, terms.category_labels(granted.categories), lower(data.taxonomy.purposes[granted.purpose].label), consent.expires_text])
+	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [consent.decided_text, consent.scope_text, consent.expires_text])
 }
 
 decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": rules} if {
@@ -167,4 +171,4 @@ decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "
 	"rules": rules,
 }
 
-rules := sort({r.n | some c in input.request.categories; r := verdicts[c].rule; r != null})
+rules := sort({v.rule | some v in verdicts; v.rule != null})

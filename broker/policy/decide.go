@@ -136,6 +136,7 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 				Frequency: newFrequency(g.Frequency)},
 			DecidedAtNS: unixNano(q.Consent.DecidedAt), ExpiresAtNS: unixNano(q.Consent.ExpiresAt),
 			DecidedText: dateText(q.Consent.DecidedAt), ExpiresText: dateText(q.Consent.ExpiresAt),
+			ScopeText: scopeText(g, &e.taxonomy),
 		},
 		Terms:  ti,
 		Counts: counts,

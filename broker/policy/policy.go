@@ -56,7 +56,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/terms"
@@ -67,6 +66,9 @@ const (
 	ConsentQuery = "data.consent.v1.decision"
 	AccessQuery  = "data.access.v1.decision"
 )
+
+// taxonomyModule is the name of the generated module holding data.taxonomy.
+const taxonomyModule = "steward-generated/taxonomy.rego"
 
 // DefaultTermsCacheSize is how many converted terms versions an Engine keeps.
 const DefaultTermsCacheSize = 4096
@@ -89,6 +91,8 @@ type Engine struct {
 	base     Modules
 	taxonomy taxonomyData
 	taxJSON  []byte
+	// taxCategories and taxPurposes are the JSON of data.taxonomy's parts.
+	taxCategories, taxPurposes []byte
 
 	cur    atomic.Pointer[compiled]
 	reload sync.Mutex // one Reload at a time
@@ -126,6 +130,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	e := &Engine{base: base, taxonomy: data, taxJSON: taxJSON, cache: termsCache{max: cfg.TermsCacheSize}}
+	if e.taxCategories, err = json.Marshal(data.Categories); err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
+	if e.taxPurposes, err = json.Marshal(data.Purposes); err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
 	e.empty = newTermsInput("", broker.Terms{Format: broker.TermsFormat}, &e.taxonomy)
 	if err := e.Reload(ctx, cfg.Overlay); err != nil {
 		return nil, err
@@ -152,12 +162,13 @@ func (e *Engine) Reload(ctx context.Context, overlayMods Modules) error {
 }
 
 func (e *Engine) compile(ctx context.Context, mods Modules) (*compiled, error) {
-	var data map[string]any
-	if err := json.Unmarshal(e.taxJSON, &data); err != nil {
-		return nil, err
+	// The taxonomy is compiled in as a module of constants rather than
+	// kept in a store: lookups in a compiled object are hash lookups with
+	// no storage transaction, which matters on every disclosure.
+	opts := []func(*rego.Rego){
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Module(taxonomyModule, "package taxonomy\n\ncategories := "+string(e.taxCategories)+"\n\npurposes := "+string(e.taxPurposes)+"\n"),
 	}
-	store := inmem.NewFromObjectWithOpts(map[string]any{"taxonomy": data}, inmem.OptRoundTripOnWrite(false))
-	opts := []func(*rego.Rego){rego.Store(store), rego.SetRegoVersion(ast.RegoV1)}
 	for _, name := range slices.Sorted(maps.Keys(mods)) {
 		opts = append(opts, rego.Module(name, string(mods[name])))
 	}
