@@ -12,24 +12,20 @@ package access.v1
 import data.regulatory.v1 as regulatory
 import data.terms.v1 as terms
 
-consent := input.consent
-
-granted := input.consent.scope
-
 # The consent itself.
 deny contains {"source": "consent", "text": msg} if {
-	consent.state != "granted"
-	msg := sprintf("This consent is %s, so nothing may be shared under it.", [consent.state])
+	input.consent.state != "granted"
+	msg := sprintf("This consent is %s, so nothing may be shared under it.", [input.consent.state])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	consent.state == "granted"
-	input.now_ns >= consent.expires_at_ns
-	msg := sprintf("This consent expired on %s.", [consent.expires_text])
+	input.consent.state == "granted"
+	input.now_ns >= input.consent.expires_at_ns
+	msg := sprintf("This consent expired on %s.", [input.consent.expires_text])
 }
 
 deny contains {"source": "consent", "text": "This consent was given to a different firm."} if {
-	consent.firm_id != input.firm.id
+	input.consent.firm_id != input.firm.id
 }
 
 # The firm's standing.
@@ -42,12 +38,12 @@ deny contains {"source": "firm", "text": "This firm is not yet approved to recei
 }
 
 # Scope: categories, fields, purpose.
-in_scope(c) if c in granted.categories
+in_scope(c) if c in input.consent.scope.categories
 
 in_scope(c) if {
-	some g in granted.categories
+	some g in input.consent.scope.categories
 	terms.category_covers(g, c)
-	not granted.fields[g]
+	not input.consent.scope.fields[g]
 }
 
 deny contains {"source": "consent", "text": msg} if {
@@ -57,7 +53,7 @@ deny contains {"source": "consent", "text": msg} if {
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	some c, allowed in granted.fields
+	some c, allowed in input.consent.scope.fields
 	c in input.request.categories
 	extra := {f | some f in input.request.fields[c]} - {f | some f in allowed}
 	count(extra) > 0
@@ -65,22 +61,22 @@ deny contains {"source": "consent", "text": msg} if {
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	some c, allowed in granted.fields
+	some c, allowed in input.consent.scope.fields
 	c in input.request.categories
 	not input.request.fields[c]
 	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label)])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	not terms.purpose_covers(granted.purpose, input.request.purpose)
-	msg := sprintf("You agreed to share for %s, not for %s.", [lower(data.taxonomy.purposes[granted.purpose].label), lower(data.taxonomy.purposes[input.request.purpose].label)])
+	not terms.purpose_covers(input.consent.scope.purpose, input.request.purpose)
+	msg := sprintf("You agreed to share for %s, not for %s.", [lower(data.taxonomy.purposes[input.consent.scope.purpose].label), lower(data.taxonomy.purposes[input.request.purpose].label)])
 }
 
 # Frequency limits: the consent's and the current terms'. Counts of earlier
 # accesses under this consent are supplied per window; a missing count
 # fails closed.
 limits contains {"limit": f, "source": "consent", "rule": 0} if {
-	f := granted.frequency
+	f := input.consent.scope.frequency
 	f.max > 0
 }
 
@@ -132,21 +128,21 @@ deny contains {"source": "terms", "rule": r.n, "text": msg} if {
 	r := deciding[c]
 	r.effect != "deny"
 	r.max_duration != null
-	input.now_ns >= consent.decided_at_ns + (r.max_duration.s * 1000000000)
+	input.now_ns >= input.consent.decided_at_ns + (r.max_duration.s * 1000000000)
 	msg := sprintf("Your current rule %d allows this for at most %s, and this consent is older than that.", [r.n, r.max_duration.text])
 }
 
 # A consent given automatically under a standing allow no longer stands
 # once the current terms (or the law) want the customer asked.
 deny contains {"source": "terms", "text": msg} if {
-	not consent.explicit
+	not input.consent.explicit
 	asked := {c | some c in input.request.categories; verdicts[c].effect == "ask"}
 	count(asked) > 0
 	msg := sprintf("Your current terms ask you first about %s; this consent was given automatically, so the firm must ask again.", [terms.category_labels(asked)])
 }
 
 deny contains {"source": "regulation", "text": x.text} if {
-	not consent.explicit
+	not input.consent.explicit
 	some x in regulatory.ask_required
 }
 
@@ -155,11 +151,11 @@ deny contains object.union(x, {"source": "regulation"}) if some x in regulatory.
 
 deny contains {"source": "regulation", "text": x.text} if {
 	some x in regulatory.duration_caps
-	input.now_ns >= consent.decided_at_ns + (x.s * 1000000000)
+	input.now_ns >= input.consent.decided_at_ns + (x.s * 1000000000)
 }
 
 allowed_reason := {"source": "consent", "text": msg} if {
-	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [consent.decided_text, consent.scope_text, consent.expires_text])
+	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [input.consent.decided_text, input.consent.scope_text, input.consent.expires_text])
 }
 
 decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": rules} if {

@@ -39,9 +39,6 @@ expansions(r) := {
 	"cover_categories": cover(r.categories, data.taxonomy.categories),
 	"touch_categories": touch(r.categories, data.taxonomy.categories),
 	"any_category": count(r.categories) == 0,
-	"cover_purposes": cover(r.purposes, data.taxonomy.purposes),
-	"touch_purposes": touch(r.purposes, data.taxonomy.purposes),
-	"any_purpose": count(r.purposes) == 0,
 	"firm_set": {f: true | some f in r.firms}, "any_firm": count(r.firms) == 0,
 	"sector_set": {s: true | some s in r.sectors}, "any_sector": count(r.sectors) == 0,
 	"jurisdiction_set": {j: true | some j in r.jurisdictions}, "any_jurisdiction": count(r.jurisdictions) == 0,
@@ -53,8 +50,13 @@ cover(names, entries) := {x: true | some x, e in entries; some name in names; e.
 touch(names, entries) := object.union(cover(names, entries), {a: true | some name in names; some a, _ in entries[name].ancestors})
 
 index(rules) := {
-	"any_purpose": [r.n | some r in rules; r.any_purpose],
-	"purpose": {p: [r.n | some r in rules; r.touch_purposes[p]] | some p, _ in data.taxonomy.purposes},
+	"any_purpose": [r.n | some r in rules; count(r.purposes) == 0],
+	"purpose_cover": {p: [r.n | some r in rules; cover(r.purposes, data.taxonomy.purposes)[p]] | some p, _ in data.taxonomy.purposes},
+	"purpose_within": {p: [r.n |
+		some r in rules
+		touch(r.purposes, data.taxonomy.purposes)[p]
+		not cover(r.purposes, data.taxonomy.purposes)[p]
+	] | some p, _ in data.taxonomy.purposes},
 }
 
 request(categories, purpose) := {

@@ -22,25 +22,26 @@
 #                     category under them
 #   touch_categories  the same plus every category above them
 #   any_category      true when the rule names no category
-# likewise cover_purposes, touch_purposes and any_purpose, and for the
-# parties firm_set/any_firm, sector_set/any_sector and
-# jurisdiction_set/any_jurisdiction. input.terms.index.purpose[p] lists
-# the rules naming a purpose that touches p, and index.any_purpose the
-# rules naming none, so a request never walks every rule.
+# and for the parties firm_set/any_firm, sector_set/any_sector and
+# jurisdiction_set/any_jurisdiction. Purposes are indexed instead:
+# input.terms.index.purpose_cover[p] lists the rules naming p or a purpose
+# above it, purpose_within[p] those naming a purpose below it, and
+# any_purpose those naming none, so a request never walks every rule.
 #
 # Performance: this runs on every disclosure. It uses no functions and no
 # set algebra on the hot path (both are costly in OPA's evaluator); each
 # rule is checked with a handful of lookups.
 package terms.v1
 
-# relation says which expansion of a rule's names applies, by effect.
-relation := {
-	"allow": {"category": "cover_categories", "purpose": "cover_purposes"},
-	"ask": {"category": "touch_categories", "purpose": "touch_purposes"},
-	"deny": {"category": "touch_categories", "purpose": "touch_purposes"},
-}
+# relation says which expansion of a rule's categories applies, by effect.
+relation := {"allow": "cover_categories", "ask": "touch_categories", "deny": "touch_categories"}
 
-candidates := array.concat(input.terms.index.any_purpose, object.get(input.terms.index.purpose, input.request.purpose, []))
+# candidates: the rules that can concern the request's purpose. An allow
+# rule must cover it; a deny or ask rule may also lie within it.
+candidates := array.concat(
+	array.concat(input.terms.index.any_purpose, object.get(input.terms.index.purpose_cover, input.request.purpose, [])),
+	[n | some n in object.get(input.terms.index.purpose_within, input.request.purpose, []); input.terms.rules[n - 1].effect != "allow"],
+)
 
 # eligible: the rules in force now, for this firm and this purpose, in order.
 eligible := sort([n |
@@ -51,14 +52,13 @@ eligible := sort([n |
 	object.get(r.firm_set, input.firm.id, r.any_firm)
 	object.get(r.sector_set, input.firm.sector, r.any_sector)
 	object.get(r.jurisdiction_set, input.firm.jurisdiction, r.any_jurisdiction)
-	object.get(r[relation[r.effect].purpose], input.request.purpose, r.any_purpose)
 ])
 
 # hits[c]: the eligible rules that apply to requested category c, in order.
 hits[c] := [n |
 	some n in eligible
 	r := input.terms.rules[n - 1]
-	object.get(r[relation[r.effect].category], c, r.any_category)
+	object.get(r[relation[r.effect]], c, r.any_category)
 ] if some c in input.request.categories
 
 denies[c] := [n | some n in list; input.terms.rules[n - 1].effect == "deny"] if some c, list in hits

@@ -117,16 +117,25 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 	if now.IsZero() {
 		now = time.Now()
 	}
-	ti, err := e.terms(q.Terms)
+	in, err := e.accessInput(q, now)
 	if err != nil {
 		return broker.Decision{}, err
+	}
+	c := e.cur.Load()
+	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), in.Terms.Hash, now)
+}
+
+func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error) {
+	ti, err := e.terms(q.Terms)
+	if err != nil {
+		return accessInput{}, err
 	}
 	g := q.Consent.Granted
 	counts := make(map[string]int, len(q.Counts))
 	for k, v := range q.Counts {
 		counts[k.String()] = v
 	}
-	in := accessInput{
+	return accessInput{
 		Version: InputVersion, NowNS: unixNano(now),
 		Customer: newCustomerInput(q.Customer), Firm: newFirmInput(q.Firm),
 		Request: requestInput{Categories: nonNil(q.Categories), Fields: fieldsInput(q.Fields), Purpose: q.Purpose},
@@ -140,9 +149,7 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 		},
 		Terms:  ti,
 		Counts: counts,
-	}
-	c := e.cur.Load()
-	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), ti.Hash, now)
+	}, nil
 }
 
 func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuery, kind broker.DecisionKind,

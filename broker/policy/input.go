@@ -145,9 +145,6 @@ type ruleInput struct {
 	CoverCategories map[string]bool `json:"cover_categories"`
 	TouchCategories map[string]bool `json:"touch_categories"`
 	AnyCategory     bool            `json:"any_category"`
-	CoverPurposes   map[string]bool `json:"cover_purposes"`
-	TouchPurposes   map[string]bool `json:"touch_purposes"`
-	AnyPurpose      bool            `json:"any_purpose"`
 	FirmSet         map[string]bool `json:"firm_set"`
 	AnyFirm         bool            `json:"any_firm"`
 	SectorSet       map[string]bool `json:"sector_set"`
@@ -157,12 +154,14 @@ type ruleInput struct {
 }
 
 // termsIndex lets the policy find the rules that may concern a purpose
-// without walking them all: Purpose maps a purpose to the numbers (from 1,
-// in order) of the rules naming a purpose that touches it; AnyPurpose
-// lists the rules naming no purpose.
+// without walking them all. PurposeCover maps a purpose to the numbers
+// (from 1, in order) of the rules naming it or a purpose above it,
+// PurposeWithin to those naming a purpose below it; AnyPurpose lists the
+// rules naming no purpose.
 type termsIndex struct {
-	AnyPurpose []int            `json:"any_purpose"`
-	Purpose    map[string][]int `json:"purpose"`
+	AnyPurpose    []int            `json:"any_purpose"`
+	PurposeCover  map[string][]int `json:"purpose_cover"`
+	PurposeWithin map[string][]int `json:"purpose_within"`
 }
 
 // lookup turns a list into {item: true}.
@@ -245,7 +244,7 @@ func fieldsInput(f map[string][]string) map[string][]string {
 
 func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
 	in := &termsInput{Hash: hash, Rules: make([]ruleInput, len(t.Rules)),
-		Index: termsIndex{AnyPurpose: []int{}, Purpose: map[string][]int{}}}
+		Index: termsIndex{AnyPurpose: []int{}, PurposeCover: map[string][]int{}, PurposeWithin: map[string][]int{}}}
 	for i, r := range t.Rules {
 		c := r.Constraints
 		ri := ruleInput{
@@ -281,17 +280,21 @@ func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
 			ri.UntilNS = unixNano(c.ValidUntil)
 		}
 		ri.CoverCategories, ri.TouchCategories = expand(r.Match.Categories, tax.Categories)
-		ri.CoverPurposes, ri.TouchPurposes = expand(r.Match.Purposes, tax.Purposes)
-		ri.AnyCategory, ri.AnyPurpose = len(r.Match.Categories) == 0, len(r.Match.Purposes) == 0
+		ri.AnyCategory = len(r.Match.Categories) == 0
 		ri.FirmSet, ri.AnyFirm = lookup(r.Match.Firms), len(r.Match.Firms) == 0
 		ri.SectorSet, ri.AnySector = lookup(r.Match.Sectors), len(r.Match.Sectors) == 0
 		ri.JurisdictionSet, ri.AnyJurisdiction = lookup(r.Match.Jurisdictions), len(r.Match.Jurisdictions) == 0
 		in.Rules[i] = ri
-		if ri.AnyPurpose {
+		if len(r.Match.Purposes) == 0 {
 			in.Index.AnyPurpose = append(in.Index.AnyPurpose, ri.N)
 		}
-		for _, p := range slices.Sorted(maps.Keys(ri.TouchPurposes)) {
-			in.Index.Purpose[p] = append(in.Index.Purpose[p], ri.N)
+		cover, touch := expand(r.Match.Purposes, tax.Purposes)
+		for _, p := range slices.Sorted(maps.Keys(touch)) {
+			if cover[p] {
+				in.Index.PurposeCover[p] = append(in.Index.PurposeCover[p], ri.N)
+			} else {
+				in.Index.PurposeWithin[p] = append(in.Index.PurposeWithin[p], ri.N)
+			}
 		}
 	}
 	in.value = in.ast()
@@ -498,8 +501,6 @@ func (r ruleInput) ast() *ast.Term {
 		"what", str(r.What),
 		"cover_categories", boolSet(r.CoverCategories), "touch_categories", boolSet(r.TouchCategories),
 		"any_category", ast.BooleanTerm(r.AnyCategory),
-		"cover_purposes", boolSet(r.CoverPurposes), "touch_purposes", boolSet(r.TouchPurposes),
-		"any_purpose", ast.BooleanTerm(r.AnyPurpose),
 		"firm_set", boolSet(r.FirmSet), "any_firm", ast.BooleanTerm(r.AnyFirm),
 		"sector_set", boolSet(r.SectorSet), "any_sector", ast.BooleanTerm(r.AnySector),
 		"jurisdiction_set", boolSet(r.JurisdictionSet), "any_jurisdiction", ast.BooleanTerm(r.AnyJurisdiction))
@@ -522,11 +523,15 @@ func ints(s []int) *ast.Term {
 }
 
 func (x termsIndex) ast() *ast.Term {
-	items := make([][2]*ast.Term, 0, len(x.Purpose))
-	for _, k := range slices.Sorted(maps.Keys(x.Purpose)) {
-		items = append(items, [2]*ast.Term{str(k), ints(x.Purpose[k])})
+	return obj("any_purpose", ints(x.AnyPurpose), "purpose_cover", intLists(x.PurposeCover), "purpose_within", intLists(x.PurposeWithin))
+}
+
+func intLists(m map[string][]int) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		items = append(items, [2]*ast.Term{str(k), ints(m[k])})
 	}
-	return obj("any_purpose", ints(x.AnyPurpose), "purpose", ast.ObjectTerm(items...))
+	return ast.ObjectTerm(items...)
 }
 
 func (t *termsInput) ast() ast.Value {
