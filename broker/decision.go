@@ -116,7 +116,7 @@ func canonicalScope(s Scope) Scope {
 	} else {
 		f := make(map[string][]string, len(s.Fields))
 		for _, k := range slices.Sorted(maps.Keys(s.Fields)) {
-			f[k] = slices.Clone(s.Fields[k])
+			f[k] = append([]string{}, s.Fields[k]...)
 		}
 		s.Fields = f
 	}
