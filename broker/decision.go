@@ -24,6 +24,7 @@ const (
 	ReasonRegulation = "regulation" // the regulator's baseline rules
 	ReasonConsent    = "consent"    // the state or scope of the consent
 	ReasonFirm       = "firm"       // the firm's standing with the operator
+	ReasonPolicy     = "policy"     // the policy could not decide, so it refused
 )
 
 // Reason is one human-readable reason for a decision, written for the

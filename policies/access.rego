@@ -9,6 +9,7 @@
 #   rules    numbers of the customer's current rules that decided
 package access.v1
 
+import data.contract.v1 as contract
 import data.regulatory.v1 as regulatory
 import data.terms.v1 as terms
 
@@ -147,7 +148,9 @@ deny contains {"source": "regulation", "text": x.text} if {
 }
 
 # The regulator's baseline.
-deny contains object.union(x, {"source": "regulation"}) if some x in regulatory.deny
+deny contains {"source": "regulation", "text": x.text} if some x in regulatory.deny
+
+deny contains contract.refusal if contract.regulation_broken
 
 deny contains {"source": "regulation", "text": x.text} if {
 	some x in regulatory.duration_caps

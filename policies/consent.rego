@@ -8,6 +8,7 @@
 #   rules    numbers of the customer's rules that decided
 package consent.v1
 
+import data.contract.v1 as contract
 import data.regulatory.v1 as regulatory
 import data.terms.v1 as terms
 
@@ -49,7 +50,11 @@ firm_denies contains {"source": "firm", "text": "This firm is not approved to as
 	input.firm.status != "approved"
 }
 
-whole_denies := firm_denies | {object.union(x, {"source": "regulation"}) | some x in regulatory.deny}
+whole_denies := (firm_denies | {{"source": "regulation", "text": x.text} | some x in regulatory.deny}) | broken
+
+broken := {contract.refusal} if contract.regulation_broken
+
+else := set()
 
 effect := "deny" if {
 	count(whole_denies) > 0

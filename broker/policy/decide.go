@@ -77,16 +77,20 @@ func (e *Engine) Windows(c broker.Consent, current broker.TermsVersion) ([]broke
 }
 
 // Consent decides a firm's request for consent.
+//
+// On any error the decision returned with it is a deny (see refusal), so a
+// caller that drops the error still refuses.
 func (e *Engine) Consent(ctx context.Context, q ConsentRequest) (d broker.Decision, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("policy: consent decision for firm %s: %w", q.Firm.ID, err)
-		}
-	}()
 	now := q.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	defer func() {
+		if err != nil {
+			d = e.refusal(broker.DecisionConsent, q.Terms.Hash, now)
+			err = fmt.Errorf("policy: consent decision for firm %s: %w", q.Firm.ID, err)
+		}
+	}()
 	ti, err := e.terms(q.Terms)
 	if err != nil {
 		return broker.Decision{}, err
@@ -107,16 +111,20 @@ func (e *Engine) Consent(ctx context.Context, q ConsentRequest) (d broker.Decisi
 }
 
 // Access decides one disclosure under a consent.
+//
+// On any error the decision returned with it is a deny (see refusal), so a
+// caller that drops the error still refuses.
 func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("policy: access decision for consent %s: %w", q.Consent.ID, err)
-		}
-	}()
 	now := q.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	defer func() {
+		if err != nil {
+			d = e.refusal(broker.DecisionAccess, q.Terms.Hash, now)
+			err = fmt.Errorf("policy: access decision for consent %s: %w", q.Consent.ID, err)
+		}
+	}()
 	in, err := e.accessInput(q, now)
 	if err != nil {
 		return broker.Decision{}, err
@@ -170,6 +178,18 @@ func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuer
 		return broker.Decision{}, fmt.Errorf("%w: access policy answered ask", broker.ErrInvalid)
 	}
 	return d, nil
+}
+
+// RefusalText is the reason given when the policy could not be evaluated.
+const RefusalText = "Steward could not evaluate its sharing rules for this request, so it refuses to be safe."
+
+// refusal is the decision that goes with an error: an empty or malformed
+// policy result, an evaluation error or unreadable terms are a deny, never
+// an allow.
+func (e *Engine) refusal(kind broker.DecisionKind, termsHash string, now time.Time) broker.Decision {
+	return broker.Decision{Kind: kind, Effect: broker.EffectDeny,
+		Reasons:   []broker.Reason{{Source: broker.ReasonPolicy, Text: RefusalText}},
+		TermsHash: termsHash, PolicyHash: e.PolicyHash(), DecidedAt: now.UTC()}
 }
 
 // ---- decoding the result object ----

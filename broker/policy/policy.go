@@ -24,9 +24,10 @@
 //     NOT cache an allow.
 //
 // Every Decision carries the terms hash and the policy bundle hash that
-// produced it; NewDecisionRecord turns it into what is stored. Anything
-// other than exactly one well-formed result object is an error, never an
-// allow: an error from Consent or Access MUST be treated as deny.
+// produced it; broker.NewDecisionRecord turns it into what is stored.
+// Anything other than exactly one well-formed result object is an error,
+// never an allow: Consent and Access then return the error together with
+// a deny decision, and callers MUST treat an error as a deny.
 //
 // Customers' terms are passed per request (never loaded into OPA data); the
 // taxonomy is OPA data, loaded once per policy version. Converted terms are
