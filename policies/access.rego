@@ -50,7 +50,7 @@ in_scope(c) if {
 deny contains {"source": "consent", "text": msg} if {
 	some c in input.request.categories
 	not in_scope(c)
-	msg := sprintf("You did not agree to share %s with this firm.", [data.taxonomy.categories[c].label])
+	msg := sprintf("You did not agree to share %s with this firm.", [label(data.taxonomy.categories, c)])
 }
 
 deny contains {"source": "consent", "text": msg} if {
@@ -58,19 +58,19 @@ deny contains {"source": "consent", "text": msg} if {
 	c in input.request.categories
 	extra := {f | some f in input.request.fields[c]} - {f | some f in allowed}
 	count(extra) > 0
-	msg := sprintf("You agreed to share only %s of your %s, not %s.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label), concat(", ", sort(extra))])
+	msg := sprintf("You agreed to share only %s of your %s, not %s.", [concat(", ", allowed), lower(label(data.taxonomy.categories, c)), concat(", ", sort(extra))])
 }
 
 deny contains {"source": "consent", "text": msg} if {
 	some c, allowed in input.consent.scope.fields
 	c in input.request.categories
 	not input.request.fields[c]
-	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label)])
+	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(label(data.taxonomy.categories, c))])
 }
 
 deny contains {"source": "consent", "text": msg} if {
 	not terms.purpose_covers(input.consent.scope.purpose, input.request.purpose)
-	msg := sprintf("You agreed to share for %s, not for %s.", [lower(data.taxonomy.purposes[input.consent.scope.purpose].label), lower(data.taxonomy.purposes[input.request.purpose].label)])
+	msg := sprintf("You agreed to share for %s, not for %s.", [lower(label(data.taxonomy.purposes, input.consent.scope.purpose)), lower(label(data.taxonomy.purposes, input.request.purpose))])
 }
 
 # Frequency limits: the consent's and the current terms'. Counts of earlier
@@ -157,12 +157,36 @@ deny contains {"source": "regulation", "text": x.text} if {
 	input.now_ns >= input.consent.decided_at_ns + (x.s * 1000000000)
 }
 
+# label is a taxonomy entry's label, or its name when the taxonomy does
+# not know it, so a refusal's message can always be written.
+label(entries, name) := object.get(entries, [name, "label"], name)
+
+# permitted restates the core checks positively. The decision allows only
+# when they all hold and no refusal was found, so a check whose message
+# could not be built still refuses.
+default permitted := false
+
+permitted if {
+	input.consent.state == "granted"
+	input.now_ns < input.consent.expires_at_ns
+	input.consent.firm_id == input.firm.id
+	input.firm.status == "approved"
+	every c in input.request.categories {
+		in_scope(c)
+	}
+	terms.purpose_covers(input.consent.scope.purpose, input.request.purpose)
+}
+
+unconfirmed := {"source": "consent", "text": "Steward could not confirm that this disclosure is allowed, so it refuses to be safe."}
+
 allowed_reason := {"source": "consent", "text": msg} if {
 	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [input.consent.decided_text, input.consent.scope_text, input.consent.expires_text])
 }
 
 decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": rules} if {
 	count(deny) > 0
+} else := {"effect": "deny", "scope": null, "reasons": [unconfirmed], "rules": rules} if {
+	not permitted
 } else := {
 	"effect": "allow",
 	"scope": {"categories": input.request.categories, "fields": input.request.fields, "purpose": input.request.purpose},
