@@ -29,10 +29,23 @@
 // never an allow: Consent and Access then return the error together with
 // a deny decision, and callers MUST treat an error as a deny.
 //
-// Customers' terms are passed per request (never loaded into OPA data); the
-// taxonomy is OPA data, loaded once per policy version. Converted terms are
-// cached per content hash, so a customer's 50 rules are turned into Rego
-// values once per terms version, not once per request.
+// Customers' terms are passed per request, never loaded into OPA data. The
+// taxonomy is data.taxonomy, compiled in once per policy version as a
+// module of constants. Each terms version is converted and indexed once
+// (its names expanded along the taxonomy, its rules indexed by purpose)
+// and cached by content hash, so a request never walks every rule.
+// Frequency limits need counts of earlier disclosures: Windows says which
+// windows to count.
+//
+// # Example
+//
+//	e, err := policy.New(ctx, policy.Config{}) // at start-up; err stops the process
+//	...
+//	d, err := e.Access(ctx, policy.AccessRequest{Customer: c, Firm: f, Consent: con,
+//		Terms: current, Categories: cats, Purpose: p, Counts: counts})
+//	if err != nil || !d.Allowed() {
+//		// refuse; store broker.NewDecisionRecord(...) either way
+//	}
 //
 // # Operator overlays
 //
@@ -41,7 +54,9 @@
 // finish on the version they started with. A module that fails to parse or
 // compile is refused with an error and the running policy is kept. Overlay
 // modules must be in package regulatory.v1: operators change the regulator's
-// baseline, never how customers' terms are read.
+// baseline, never how customers' terms are read. A regulatory module whose
+// outputs break their contract (policies/contract.rego) makes every
+// decision a deny until it is fixed.
 //
 // The package imports neither store, oauth nor net/http.
 package policy
