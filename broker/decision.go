@@ -24,6 +24,7 @@ const (
 	ReasonRegulation = "regulation" // the regulator's baseline rules
 	ReasonConsent    = "consent"    // the state or scope of the consent
 	ReasonFirm       = "firm"       // the firm's standing with the operator
+	ReasonPolicy     = "policy"     // the policy could not decide, so it refused
 )
 
 // Reason is one human-readable reason for a decision, written for the
@@ -116,7 +117,7 @@ func canonicalScope(s Scope) Scope {
 	} else {
 		f := make(map[string][]string, len(s.Fields))
 		for _, k := range slices.Sorted(maps.Keys(s.Fields)) {
-			f[k] = slices.Clone(s.Fields[k])
+			f[k] = append([]string{}, s.Fields[k]...)
 		}
 		s.Fields = f
 	}

@@ -9,27 +9,24 @@
 #   rules    numbers of the customer's current rules that decided
 package access.v1
 
+import data.contract.v1 as contract
 import data.regulatory.v1 as regulatory
 import data.terms.v1 as terms
 
-consent := input.consent
-
-granted := input.consent.scope
-
 # The consent itself.
 deny contains {"source": "consent", "text": msg} if {
-	consent.state != "granted"
-	msg := sprintf("This consent is %s, so nothing may be shared under it.", [consent.state])
+	input.consent.state != "granted"
+	msg := sprintf("This consent is %s, so nothing may be shared under it.", [input.consent.state])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	consent.state == "granted"
-	input.now_ns >= consent.expires_at_ns
-	msg := sprintf("This consent expired on %s.", [consent.expires_text])
+	input.consent.state == "granted"
+	input.now_ns >= input.consent.expires_at_ns
+	msg := sprintf("This consent expired on %s.", [input.consent.expires_text])
 }
 
 deny contains {"source": "consent", "text": "This consent was given to a different firm."} if {
-	consent.firm_id != input.firm.id
+	input.consent.firm_id != input.firm.id
 }
 
 # The firm's standing.
@@ -42,51 +39,51 @@ deny contains {"source": "firm", "text": "This firm is not yet approved to recei
 }
 
 # Scope: categories, fields, purpose.
-in_scope(c) if c in granted.categories
+in_scope(c) if c in input.consent.scope.categories
 
 in_scope(c) if {
-	some g in granted.categories
+	some g in input.consent.scope.categories
 	terms.category_covers(g, c)
-	not granted.fields[g]
+	not input.consent.scope.fields[g]
 }
 
 deny contains {"source": "consent", "text": msg} if {
 	some c in input.request.categories
 	not in_scope(c)
-	msg := sprintf("You did not agree to share %s with this firm.", [data.taxonomy.categories[c].label])
+	msg := sprintf("You did not agree to share %s with this firm.", [label(data.taxonomy.categories, c)])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	some c, allowed in granted.fields
+	some c, allowed in input.consent.scope.fields
 	c in input.request.categories
 	extra := {f | some f in input.request.fields[c]} - {f | some f in allowed}
 	count(extra) > 0
-	msg := sprintf("You agreed to share only %s of your %s, not %s.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label), concat(", ", sort(extra))])
+	msg := sprintf("You agreed to share only %s of your %s, not %s.", [concat(", ", allowed), lower(label(data.taxonomy.categories, c)), concat(", ", sort(extra))])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	some c, allowed in granted.fields
+	some c, allowed in input.consent.scope.fields
 	c in input.request.categories
 	not input.request.fields[c]
-	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(data.taxonomy.categories[c].label)])
+	msg := sprintf("You agreed to share only %s of your %s, not all of it.", [concat(", ", allowed), lower(label(data.taxonomy.categories, c))])
 }
 
 deny contains {"source": "consent", "text": msg} if {
-	not terms.purpose_covers(granted.purpose, input.request.purpose)
-	msg := sprintf("You agreed to share for %s, not for %s.", [lower(data.taxonomy.purposes[granted.purpose].label), lower(data.taxonomy.purposes[input.request.purpose].label)])
+	not terms.purpose_covers(input.consent.scope.purpose, input.request.purpose)
+	msg := sprintf("You agreed to share for %s, not for %s.", [lower(label(data.taxonomy.purposes, input.consent.scope.purpose)), lower(label(data.taxonomy.purposes, input.request.purpose))])
 }
 
 # Frequency limits: the consent's and the current terms'. Counts of earlier
 # accesses under this consent are supplied per window; a missing count
 # fails closed.
 limits contains {"limit": f, "source": "consent", "rule": 0} if {
-	f := granted.frequency
+	f := input.consent.scope.frequency
 	f.max > 0
 }
 
 limits contains {"limit": r.max_frequency, "source": "terms", "rule": r.n} if {
 	some c in input.request.categories
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.effect != "deny"
 	r.max_frequency != null
 }
@@ -112,54 +109,84 @@ deny contains {"source": "terms", "rule": x.rule, "text": msg} if {
 
 # The current terms: a later, stricter version wins over the one the
 # consent was given under.
-ctx := {"firm": input.firm, "purpose": input.request.purpose, "now_ns": input.now_ns}
+verdicts := terms.verdicts
 
-verdicts[c] := terms.verdict(input.terms.rules, ctx, c) if some c in input.request.categories
+# deciding[c] is the rule that decided category c, if one did.
+deciding[c] := input.terms.rules[v.rule - 1] if {
+	some c, v in verdicts
+	v.rule != null
+}
 
 deny contains {"source": "terms", "rule": r.n, "text": msg} if {
 	some c in input.request.categories
 	verdicts[c].effect == "deny"
-	r := verdicts[c].rule
+	r := deciding[c]
 	msg := sprintf("Your current rule %d refuses %s.", [r.n, r.what])
 }
 
 deny contains {"source": "terms", "rule": r.n, "text": msg} if {
 	some c in input.request.categories
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.effect != "deny"
 	r.max_duration != null
-	input.now_ns >= consent.decided_at_ns + (r.max_duration.s * 1000000000)
+	input.now_ns >= input.consent.decided_at_ns + (r.max_duration.s * 1000000000)
 	msg := sprintf("Your current rule %d allows this for at most %s, and this consent is older than that.", [r.n, r.max_duration.text])
 }
 
 # A consent given automatically under a standing allow no longer stands
 # once the current terms (or the law) want the customer asked.
 deny contains {"source": "terms", "text": msg} if {
-	not consent.explicit
+	not input.consent.explicit
 	asked := {c | some c in input.request.categories; verdicts[c].effect == "ask"}
 	count(asked) > 0
 	msg := sprintf("Your current terms ask you first about %s; this consent was given automatically, so the firm must ask again.", [terms.category_labels(asked)])
 }
 
 deny contains {"source": "regulation", "text": x.text} if {
-	not consent.explicit
+	not input.consent.explicit
 	some x in regulatory.ask_required
 }
 
 # The regulator's baseline.
-deny contains object.union(x, {"source": "regulation"}) if some x in regulatory.deny
+deny contains {"source": "regulation", "text": x.text} if some x in regulatory.deny
+
+deny contains contract.refusal if contract.regulation_broken
 
 deny contains {"source": "regulation", "text": x.text} if {
 	some x in regulatory.duration_caps
-	input.now_ns >= consent.decided_at_ns + (x.s * 1000000000)
+	input.now_ns >= input.consent.decided_at_ns + (x.s * 1000000000)
 }
 
+# label is a taxonomy entry's label, or its name when the taxonomy does
+# not know it, so a refusal's message can always be written.
+label(entries, name) := object.get(entries, [name, "label"], name)
+
+# permitted restates the core checks positively. The decision allows only
+# when they all hold and no refusal was found, so a check whose message
+# could not be built still refuses.
+default permitted := false
+
+permitted if {
+	input.consent.state == "granted"
+	input.now_ns < input.consent.expires_at_ns
+	input.consent.firm_id == input.firm.id
+	input.firm.status == "approved"
+	every c in input.request.categories {
+		in_scope(c)
+	}
+	terms.purpose_covers(input.consent.scope.purpose, input.request.purpose)
+}
+
+unconfirmed := {"source": "consent", "text": "Steward could not confirm that this disclosure is allowed, so it refuses to be safe."}
+
 allowed_reason := {"source": "consent", "text": msg} if {
-	msg := sprintf("You agreed on %s to share %s for %s with this firm until %s.", [consent.decided_text, terms.category_labels(granted.categories), lower(data.taxonomy.purposes[granted.purpose].label), consent.expires_text])
+	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [input.consent.decided_text, input.consent.scope_text, input.consent.expires_text])
 }
 
 decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": rules} if {
 	count(deny) > 0
+} else := {"effect": "deny", "scope": null, "reasons": [unconfirmed], "rules": rules} if {
+	not permitted
 } else := {
 	"effect": "allow",
 	"scope": {"categories": input.request.categories, "fields": input.request.fields, "purpose": input.request.purpose},
@@ -167,4 +194,4 @@ decision := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "
 	"rules": rules,
 }
 
-rules := sort({r.n | some c in input.request.categories; r := verdicts[c].rule; r != null})
+rules := sort({v.rule | some v in verdicts; v.rule != null})

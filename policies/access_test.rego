@@ -138,3 +138,25 @@ test_regulatory_duration_cap_at_access if {
 	inp := access(old, ["Contact"], "Marketing")
 	only_reason(decide(inp), {"source": "regulation", "text": "The law allows consent for marketing to last at most 365 days."})
 }
+
+test_unknown_names_still_refused if {
+	unknown_category := access(fixtures.granted, ["Shoes"], "Marketing")
+	only_reason(decide(unknown_category), {"source": "consent", "text": "You did not agree to share Shoes with this firm."})
+	unknown_purpose := access(fixtures.granted, ["Contact"], "Mischief")
+	only_reason(decide(unknown_purpose), {"source": "consent", "text": "You agreed to share for marketing, not for mischief."})
+}
+
+test_unconfirmed_is_refused if {
+	# No refusal is found (the deny rules are mocked away), but the
+	# positive checks fail: still a deny.
+	inp := access(object.union(fixtures.granted, {"state": "revoked"}), ["Contact"], "Marketing")
+	d := decision with input as inp with data.access.v1.deny as set()
+	only_reason(d, {"source": "consent", "text": "Steward could not confirm that this disclosure is allowed, so it refuses to be safe."})
+}
+
+test_broken_regulation_refused if {
+	inp := access(fixtures.granted, ["Contact"], "Marketing")
+	d := decide(inp) with data.regulatory.v1.deny as {"not an object"}
+	d.effect == "deny"
+	{"source": "regulation", "text": "Steward could not apply the regulator's rules to this request, so it refuses to be safe."} in d.reasons
+}

@@ -8,13 +8,18 @@
 #   rules    numbers of the customer's rules that decided
 package consent.v1
 
+import data.contract.v1 as contract
 import data.regulatory.v1 as regulatory
 import data.terms.v1 as terms
 
-ctx := {"firm": input.firm, "purpose": input.request.purpose, "now_ns": input.now_ns}
-
 # verdicts[c] is what the customer's terms say about category c.
-verdicts[c] := terms.verdict(input.terms.rules, ctx, c) if some c in input.request.categories
+verdicts := terms.verdicts
+
+# deciding[c] is the rule that decided category c, if one did.
+deciding[c] := input.terms.rules[v.rule - 1] if {
+	some c, v in verdicts
+	v.rule != null
+}
 
 ask_categories := {x.category | some x in regulatory.ask_required}
 
@@ -35,7 +40,7 @@ status[c] := "allow" if {
 }
 
 allow_stands(c) if {
-	count(terms.unmet(verdicts[c].rule, input.request)) == 0
+	count(terms.unmet[verdicts[c].rule]) == 0
 	not ask_categories[c]
 }
 
@@ -45,7 +50,11 @@ firm_denies contains {"source": "firm", "text": "This firm is not approved to as
 	input.firm.status != "approved"
 }
 
-whole_denies := firm_denies | {object.union(x, {"source": "regulation"}) | some x in regulatory.deny}
+whole_denies := (firm_denies | {{"source": "regulation", "text": x.text} | some x in regulatory.deny}) | broken
+
+broken := {contract.refusal} if contract.regulation_broken
+
+else := set()
 
 effect := "deny" if {
 	count(whole_denies) > 0
@@ -61,7 +70,7 @@ duration_caps contains {"s": input.request.duration.s, "iso": input.request.dura
 
 duration_caps contains {"s": r.max_duration.s, "iso": r.max_duration.iso, "source": "terms", "rule": r.n, "human": r.max_duration.text} if {
 	some c in kept
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.max_duration != null
 }
 
@@ -76,7 +85,7 @@ frequency_caps contains object.union(input.request.frequency, {"source": "reques
 
 frequency_caps contains object.union(r.max_frequency, {"source": "terms", "rule": r.n}) if {
 	some c in kept
-	r := verdicts[c].rule
+	r := deciding[c]
 	r.max_frequency != null
 }
 
@@ -101,8 +110,7 @@ scope := null if {
 # Reasons, most decisive first.
 rule_reasons contains {"source": "terms", "rule": r.n, "text": text} if {
 	some c in input.request.categories
-	r := verdicts[c].rule
-	r != null
+	r := deciding[c]
 	text := rule_text(r)
 }
 
@@ -123,10 +131,10 @@ default_reasons contains {"source": "terms", "text": msg} if {
 	msg := sprintf("None of your rules covers %s for %s by this firm, so you are asked.", [terms.category_labels(unmatched), lower(data.taxonomy.purposes[input.request.purpose].label)])
 }
 
-condition_reasons contains {"source": "terms", "rule": verdicts[c].rule.n, "text": m} if {
+condition_reasons contains {"source": "terms", "rule": verdicts[c].rule, "text": m} if {
 	some c in input.request.categories
 	verdicts[c].effect == "allow"
-	some m in terms.unmet(verdicts[c].rule, input.request)
+	some m in terms.unmet[verdicts[c].rule]
 }
 
 special_reasons contains {"source": "regulation", "text": x.text} if {
@@ -166,5 +174,5 @@ decision := {
 	"effect": effect,
 	"scope": scope,
 	"reasons": reasons,
-	"rules": sort({r.n | some c in input.request.categories; r := verdicts[c].rule; r != null}),
+	"rules": sort({v.rule | some v in verdicts; v.rule != null}),
 }

@@ -18,7 +18,7 @@ package regulatory.v1
 ask_required contains {"category": c, "text": msg} if {
 	some c in input.request.categories
 	data.taxonomy.categories[c].special
-	msg := sprintf("%s is a special category of personal data: the law requires you to answer each request for it yourself.", [data.taxonomy.categories[c].label])
+	msg := sprintf("%s is a special category of personal data: the law requires you to answer each request for it yourself.", [object.get(data.taxonomy.categories, [c, "label"], c)])
 }
 
 # Customers under the age of digital consent cannot share for marketing.
@@ -58,5 +58,5 @@ max_days := {
 duration_caps contains {"s": days * 86400, "iso": sprintf("P%dD", [days]), "text": msg} if {
 	some p, days in max_days
 	data.taxonomy.purposes[input.request.purpose].ancestors[p]
-	msg := sprintf("The law allows consent for %s to last at most %d days.", [lower(data.taxonomy.purposes[p].label), days])
+	msg := sprintf("The law allows consent for %s to last at most %d days.", [lower(object.get(data.taxonomy.purposes, [p, "label"], p)), days])
 }

@@ -77,16 +77,20 @@ func (e *Engine) Windows(c broker.Consent, current broker.TermsVersion) ([]broke
 }
 
 // Consent decides a firm's request for consent.
+//
+// On any error the decision returned with it is a deny (see refusal), so a
+// caller that drops the error still refuses.
 func (e *Engine) Consent(ctx context.Context, q ConsentRequest) (d broker.Decision, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("policy: consent decision for firm %s: %w", q.Firm.ID, err)
-		}
-	}()
 	now := q.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	defer func() {
+		if err != nil {
+			d = e.refusal(broker.DecisionConsent, q.Terms.Hash, now)
+			err = fmt.Errorf("policy: consent decision for firm %s: %w", q.Firm.ID, err)
+		}
+	}()
 	ti, err := e.terms(q.Terms)
 	if err != nil {
 		return broker.Decision{}, err
@@ -107,26 +111,39 @@ func (e *Engine) Consent(ctx context.Context, q ConsentRequest) (d broker.Decisi
 }
 
 // Access decides one disclosure under a consent.
+//
+// On any error the decision returned with it is a deny (see refusal), so a
+// caller that drops the error still refuses.
 func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("policy: access decision for consent %s: %w", q.Consent.ID, err)
-		}
-	}()
 	now := q.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	ti, err := e.terms(q.Terms)
+	defer func() {
+		if err != nil {
+			d = e.refusal(broker.DecisionAccess, q.Terms.Hash, now)
+			err = fmt.Errorf("policy: access decision for consent %s: %w", q.Consent.ID, err)
+		}
+	}()
+	in, err := e.accessInput(q, now)
 	if err != nil {
 		return broker.Decision{}, err
+	}
+	c := e.cur.Load()
+	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), in.Terms.Hash, now)
+}
+
+func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error) {
+	ti, err := e.terms(q.Terms)
+	if err != nil {
+		return accessInput{}, err
 	}
 	g := q.Consent.Granted
 	counts := make(map[string]int, len(q.Counts))
 	for k, v := range q.Counts {
 		counts[k.String()] = v
 	}
-	in := accessInput{
+	return accessInput{
 		Version: InputVersion, NowNS: unixNano(now),
 		Customer: newCustomerInput(q.Customer), Firm: newFirmInput(q.Firm),
 		Request: requestInput{Categories: nonNil(q.Categories), Fields: fieldsInput(q.Fields), Purpose: q.Purpose},
@@ -136,12 +153,11 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 				Frequency: newFrequency(g.Frequency)},
 			DecidedAtNS: unixNano(q.Consent.DecidedAt), ExpiresAtNS: unixNano(q.Consent.ExpiresAt),
 			DecidedText: dateText(q.Consent.DecidedAt), ExpiresText: dateText(q.Consent.ExpiresAt),
+			ScopeText: scopeText(g, &e.taxonomy),
 		},
 		Terms:  ti,
 		Counts: counts,
-	}
-	c := e.cur.Load()
-	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), ti.Hash, now)
+	}, nil
 }
 
 func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuery, kind broker.DecisionKind,
@@ -162,6 +178,18 @@ func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuer
 		return broker.Decision{}, fmt.Errorf("%w: access policy answered ask", broker.ErrInvalid)
 	}
 	return d, nil
+}
+
+// RefusalText is the reason given when the policy could not be evaluated.
+const RefusalText = "Steward could not evaluate its sharing rules for this request, so it refuses to be safe."
+
+// refusal is the decision that goes with an error: an empty or malformed
+// policy result, an evaluation error or unreadable terms are a deny, never
+// an allow.
+func (e *Engine) refusal(kind broker.DecisionKind, termsHash string, now time.Time) broker.Decision {
+	return broker.Decision{Kind: kind, Effect: broker.EffectDeny,
+		Reasons:   []broker.Reason{{Source: broker.ReasonPolicy, Text: RefusalText}},
+		TermsHash: termsHash, PolicyHash: e.PolicyHash(), DecidedAt: now.UTC()}
 }
 
 // ---- decoding the result object ----

@@ -78,6 +78,9 @@ type consentState struct {
 	ExpiresAtNS int64        `json:"expires_at_ns"`
 	DecidedText string       `json:"decided_text"`
 	ExpiresText string       `json:"expires_text"`
+	// ScopeText says what was granted: "Contact details, Purchase history
+	// for marketing".
+	ScopeText string `json:"scope_text"`
 }
 
 type grantedScope struct {
@@ -111,6 +114,7 @@ type moneyInput struct {
 type termsInput struct {
 	Hash  string      `json:"hash"`
 	Rules []ruleInput `json:"rules"`
+	Index termsIndex  `json:"index"`
 
 	value ast.Value // built once per terms version
 }
@@ -134,6 +138,62 @@ type ruleInput struct {
 	FromNS           int64           `json:"from_ns"`
 	UntilNS          int64           `json:"until_ns"`
 	What             string          `json:"what"`
+
+	// The rule's names as lookups, expanded along the taxonomy (see
+	// policies/terms.rego): Cover* holds the names and everything under
+	// them, Touch* that plus everything above them.
+	CoverCategories map[string]bool `json:"cover_categories"`
+	TouchCategories map[string]bool `json:"touch_categories"`
+	AnyCategory     bool            `json:"any_category"`
+	FirmSet         map[string]bool `json:"firm_set"`
+	AnyFirm         bool            `json:"any_firm"`
+	SectorSet       map[string]bool `json:"sector_set"`
+	AnySector       bool            `json:"any_sector"`
+	JurisdictionSet map[string]bool `json:"jurisdiction_set"`
+	AnyJurisdiction bool            `json:"any_jurisdiction"`
+}
+
+// termsIndex lets the policy find the rules that may concern a purpose
+// without walking them all. PurposeCover maps a purpose to the numbers
+// (from 1, in order) of the rules naming it or a purpose above it,
+// PurposeWithin to those naming a purpose below it; AnyPurpose lists the
+// rules naming no purpose.
+type termsIndex struct {
+	AnyPurpose    []int            `json:"any_purpose"`
+	PurposeCover  map[string][]int `json:"purpose_cover"`
+	PurposeWithin map[string][]int `json:"purpose_within"`
+}
+
+// lookup turns a list into {item: true}.
+func lookup[T ~string](list []T) map[string]bool {
+	m := make(map[string]bool, len(list))
+	for _, x := range list {
+		m[string(x)] = true
+	}
+	return m
+}
+
+// expand returns the names that names cover (each name and its
+// descendants) and those they touch (that plus their ancestors). Names the
+// taxonomy does not know expand to nothing.
+func expand(names []string, entries map[string]taxonomyEntry) (cover, touch map[string]bool) {
+	cover, touch = map[string]bool{}, map[string]bool{}
+	for _, n := range names {
+		if e, ok := entries[n]; ok {
+			for a := range e.Ancestors {
+				touch[a] = true
+			}
+		}
+	}
+	for name, e := range entries {
+		for _, n := range names {
+			if e.Ancestors[n] {
+				cover[name], touch[name] = true, true
+				break
+			}
+		}
+	}
+	return cover, touch
 }
 
 // ---- building inputs ----
@@ -183,7 +243,8 @@ func fieldsInput(f map[string][]string) map[string][]string {
 }
 
 func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
-	in := &termsInput{Hash: hash, Rules: make([]ruleInput, len(t.Rules))}
+	in := &termsInput{Hash: hash, Rules: make([]ruleInput, len(t.Rules)),
+		Index: termsIndex{AnyPurpose: []int{}, PurposeCover: map[string][]int{}, PurposeWithin: map[string][]int{}}}
 	for i, r := range t.Rules {
 		c := r.Constraints
 		ri := ruleInput{
@@ -218,7 +279,23 @@ func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
 		if !c.ValidUntil.IsZero() {
 			ri.UntilNS = unixNano(c.ValidUntil)
 		}
+		ri.CoverCategories, ri.TouchCategories = expand(r.Match.Categories, tax.Categories)
+		ri.AnyCategory = len(r.Match.Categories) == 0
+		ri.FirmSet, ri.AnyFirm = lookup(r.Match.Firms), len(r.Match.Firms) == 0
+		ri.SectorSet, ri.AnySector = lookup(r.Match.Sectors), len(r.Match.Sectors) == 0
+		ri.JurisdictionSet, ri.AnyJurisdiction = lookup(r.Match.Jurisdictions), len(r.Match.Jurisdictions) == 0
 		in.Rules[i] = ri
+		if len(r.Match.Purposes) == 0 {
+			in.Index.AnyPurpose = append(in.Index.AnyPurpose, ri.N)
+		}
+		cover, touch := expand(r.Match.Purposes, tax.Purposes)
+		for _, p := range slices.Sorted(maps.Keys(touch)) {
+			if cover[p] {
+				in.Index.PurposeCover[p] = append(in.Index.PurposeCover[p], ri.N)
+			} else {
+				in.Index.PurposeWithin[p] = append(in.Index.PurposeWithin[p], ri.N)
+			}
+		}
 	}
 	in.value = in.ast()
 	return in
@@ -330,6 +407,23 @@ func whatText(m broker.TermsMatch, tax *taxonomyData) string {
 	return what + " " + why + " " + who
 }
 
+// scopeText says what a consent covers: "Contact details, Purchase history
+// for marketing".
+func scopeText(s broker.Scope, tax *taxonomyData) string {
+	cats := make([]string, len(s.Categories))
+	for i, c := range s.Categories {
+		cats[i] = c
+		if e, ok := tax.Categories[c]; ok {
+			cats[i] = e.Label
+		}
+	}
+	purpose := s.Purpose
+	if e, ok := tax.Purposes[purpose]; ok {
+		purpose = strings.ToLower(e.Label)
+	}
+	return strings.Join(cats, ", ") + " for " + purpose
+}
+
 func dateText(t time.Time) string { return t.UTC().Format("2 January 2006 at 15:04 UTC") }
 
 // ---- AST construction ----
@@ -404,7 +498,40 @@ func (r ruleInput) ast() *ast.Term {
 		"max_duration", optional(r.MaxDuration), "max_retention", optional(r.MaxRetention),
 		"max_frequency", optional(r.MaxFrequency), "no_onward_transfer", ast.BooleanTerm(r.NoOnwardTransfer),
 		"min_compensation", r.MinCompensation.ast(), "from_ns", num(r.FromNS), "until_ns", num(r.UntilNS),
-		"what", str(r.What))
+		"what", str(r.What),
+		"cover_categories", boolSet(r.CoverCategories), "touch_categories", boolSet(r.TouchCategories),
+		"any_category", ast.BooleanTerm(r.AnyCategory),
+		"firm_set", boolSet(r.FirmSet), "any_firm", ast.BooleanTerm(r.AnyFirm),
+		"sector_set", boolSet(r.SectorSet), "any_sector", ast.BooleanTerm(r.AnySector),
+		"jurisdiction_set", boolSet(r.JurisdictionSet), "any_jurisdiction", ast.BooleanTerm(r.AnyJurisdiction))
+}
+
+func boolSet(m map[string]bool) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		items = append(items, [2]*ast.Term{str(k), ast.BooleanTerm(m[k])})
+	}
+	return ast.ObjectTerm(items...)
+}
+
+func ints(s []int) *ast.Term {
+	ts := make([]*ast.Term, len(s))
+	for i, x := range s {
+		ts[i] = ast.IntNumberTerm(x)
+	}
+	return ast.ArrayTerm(ts...)
+}
+
+func (x termsIndex) ast() *ast.Term {
+	return obj("any_purpose", ints(x.AnyPurpose), "purpose_cover", intLists(x.PurposeCover), "purpose_within", intLists(x.PurposeWithin))
+}
+
+func intLists(m map[string][]int) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		items = append(items, [2]*ast.Term{str(k), ints(m[k])})
+	}
+	return ast.ObjectTerm(items...)
 }
 
 func (t *termsInput) ast() ast.Value {
@@ -412,7 +539,7 @@ func (t *termsInput) ast() ast.Value {
 	for i, r := range t.Rules {
 		rules[i] = r.ast()
 	}
-	return obj("hash", str(t.Hash), "rules", ast.ArrayTerm(rules...)).Value
+	return obj("hash", str(t.Hash), "rules", ast.ArrayTerm(rules...), "index", t.Index.ast()).Value
 }
 
 func (in consentInput) ast() ast.Value {
@@ -428,7 +555,7 @@ func (s grantedScope) ast() *ast.Term {
 func (c consentState) ast() *ast.Term {
 	return obj("id", str(c.ID), "firm_id", str(c.FirmID), "state", str(c.State), "explicit", ast.BooleanTerm(c.Explicit),
 		"scope", c.Scope.ast(), "decided_at_ns", num(c.DecidedAtNS), "expires_at_ns", num(c.ExpiresAtNS),
-		"decided_text", str(c.DecidedText), "expires_text", str(c.ExpiresText))
+		"decided_text", str(c.DecidedText), "expires_text", str(c.ExpiresText), "scope_text", str(c.ScopeText))
 }
 
 func (in accessInput) ast() ast.Value {

@@ -24,14 +24,28 @@
 //     NOT cache an allow.
 //
 // Every Decision carries the terms hash and the policy bundle hash that
-// produced it; NewDecisionRecord turns it into what is stored. Anything
-// other than exactly one well-formed result object is an error, never an
-// allow: an error from Consent or Access MUST be treated as deny.
+// produced it; broker.NewDecisionRecord turns it into what is stored.
+// Anything other than exactly one well-formed result object is an error,
+// never an allow: Consent and Access then return the error together with
+// a deny decision, and callers MUST treat an error as a deny.
 //
-// Customers' terms are passed per request (never loaded into OPA data); the
-// taxonomy is OPA data, loaded once per policy version. Converted terms are
-// cached per content hash, so a customer's 50 rules are turned into Rego
-// values once per terms version, not once per request.
+// Customers' terms are passed per request, never loaded into OPA data. The
+// taxonomy is data.taxonomy, compiled in once per policy version as a
+// module of constants. Each terms version is converted and indexed once
+// (its names expanded along the taxonomy, its rules indexed by purpose)
+// and cached by content hash, so a request never walks every rule.
+// Frequency limits need counts of earlier disclosures: Windows says which
+// windows to count.
+//
+// # Example
+//
+//	e, err := policy.New(ctx, policy.Config{}) // at start-up; err stops the process
+//	...
+//	d, err := e.Access(ctx, policy.AccessRequest{Customer: c, Firm: f, Consent: con,
+//		Terms: current, Categories: cats, Purpose: p, Counts: counts})
+//	if err != nil || !d.Allowed() {
+//		// refuse; store broker.NewDecisionRecord(...) either way
+//	}
 //
 // # Operator overlays
 //
@@ -40,7 +54,9 @@
 // finish on the version they started with. A module that fails to parse or
 // compile is refused with an error and the running policy is kept. Overlay
 // modules must be in package regulatory.v1: operators change the regulator's
-// baseline, never how customers' terms are read.
+// baseline, never how customers' terms are read. A regulatory module whose
+// outputs break their contract (policies/contract.rego) makes every
+// decision a deny until it is fixed.
 //
 // The package imports neither store, oauth nor net/http.
 package policy
@@ -56,7 +72,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/terms"
@@ -67,6 +82,9 @@ const (
 	ConsentQuery = "data.consent.v1.decision"
 	AccessQuery  = "data.access.v1.decision"
 )
+
+// taxonomyModule is the name of the generated module holding data.taxonomy.
+const taxonomyModule = "steward-generated/taxonomy.rego"
 
 // DefaultTermsCacheSize is how many converted terms versions an Engine keeps.
 const DefaultTermsCacheSize = 4096
@@ -89,6 +107,8 @@ type Engine struct {
 	base     Modules
 	taxonomy taxonomyData
 	taxJSON  []byte
+	// taxCategories and taxPurposes are the JSON of data.taxonomy's parts.
+	taxCategories, taxPurposes []byte
 
 	cur    atomic.Pointer[compiled]
 	reload sync.Mutex // one Reload at a time
@@ -126,6 +146,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	e := &Engine{base: base, taxonomy: data, taxJSON: taxJSON, cache: termsCache{max: cfg.TermsCacheSize}}
+	if e.taxCategories, err = json.Marshal(data.Categories); err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
+	if e.taxPurposes, err = json.Marshal(data.Purposes); err != nil {
+		return nil, fmt.Errorf("policy: taxonomy: %w", err)
+	}
 	e.empty = newTermsInput("", broker.Terms{Format: broker.TermsFormat}, &e.taxonomy)
 	if err := e.Reload(ctx, cfg.Overlay); err != nil {
 		return nil, err
@@ -152,12 +178,13 @@ func (e *Engine) Reload(ctx context.Context, overlayMods Modules) error {
 }
 
 func (e *Engine) compile(ctx context.Context, mods Modules) (*compiled, error) {
-	var data map[string]any
-	if err := json.Unmarshal(e.taxJSON, &data); err != nil {
-		return nil, err
+	// The taxonomy is compiled in as a module of constants rather than
+	// kept in a store: lookups in a compiled object are hash lookups with
+	// no storage transaction, which matters on every disclosure.
+	opts := []func(*rego.Rego){
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Module(taxonomyModule, "package taxonomy\n\ncategories := "+string(e.taxCategories)+"\n\npurposes := "+string(e.taxPurposes)+"\n"),
 	}
-	store := inmem.NewFromObjectWithOpts(map[string]any{"taxonomy": data}, inmem.OptRoundTripOnWrite(false))
-	opts := []func(*rego.Rego){rego.Store(store), rego.SetRegoVersion(ast.RegoV1)}
 	for _, name := range slices.Sorted(maps.Keys(mods)) {
 		opts = append(opts, rego.Module(name, string(mods[name])))
 	}

@@ -108,8 +108,8 @@ func applies(rule broker.TermsRule, firm broker.Firm, purpose, category string, 
 // applicable rule, within that rule's duration and frequency limits.
 func TestGrantNeverWiderThanRequestOrTerms(t *testing.T) {
 	e := newEngine(t)
-	iterations := 3000
-	if testing.Short() {
+	iterations := 2000
+	if testing.Short() || raceEnabled {
 		iterations = 300
 	}
 	r := rand.New(rand.NewPCG(1, 2))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/policy"
@@ -216,5 +217,61 @@ func TestReloadWhileDeciding(t *testing.T) {
 	wg.Wait()
 	if !strings.HasPrefix(e.PolicyHash(), "sha256:") {
 		t.Errorf("policy hash %q", e.PolicyHash())
+	}
+}
+
+// A regulatory overlay that breaks its contract (malformed entries, or a
+// replacement that leaves a rule out) must refuse, never allow.
+func TestBrokenRegulationRefuses(t *testing.T) {
+	for name, mods := range map[string]policy.Modules{
+		"malformed deny":  {"broken.rego": []byte("package regulatory.v1\n\ndeny contains \"not an object\" if input.firm.sector == \"telecom\"\n")},
+		"malformed cap":   {"broken.rego": []byte("package regulatory.v1\n\nduration_caps contains {\"days\": 3}\n")},
+		"rules left out":  {"regulatory.rego": []byte("package regulatory.v1\n\nask_required := set()\n")},
+		"ask without cat": {"broken.rego": []byte("package regulatory.v1\n\nask_required contains {\"text\": \"ask\"}\n")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEngine(t)
+			if err := e.Reload(t.Context(), mods); err != nil {
+				t.Fatal(err)
+			}
+			q := telecomRequest(t)
+			d, err := e.Consent(t.Context(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Effect != broker.EffectDeny || !hasReason(d, "could not apply the regulator's rules") {
+				t.Errorf("consent: %s %v", d.Effect, d.Reasons)
+			}
+			c := grant(t, q.Firm, q.Request.Scope, now.Add(-time.Hour))
+			a, err := e.Access(t.Context(), policy.AccessRequest{Customer: customer, Firm: q.Firm, Consent: c, Explicit: true, Terms: q.Terms,
+				Categories: c.Granted.Categories, Purpose: c.Granted.Purpose, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Effect != broker.EffectDeny || !hasReason(a, "could not apply the regulator's rules") {
+				t.Errorf("access: %s %v", a.Effect, a.Reasons)
+			}
+		})
+	}
+}
+
+// When evaluation fails (here an operator rule that conflicts with itself
+// at evaluation time), the engine returns a deny with the error.
+func TestEvaluationErrorIsDeny(t *testing.T) {
+	e := newEngine(t)
+	conflict := "package regulatory.v1\n\nx := 1 if input.firm.sector == \"telecom\"\n\nx := 2 if input.firm.id != \"\"\n\ndeny contains {\"text\": \"never\"} if x == 3\n"
+	if err := e.Reload(t.Context(), policy.Modules{"conflict.rego": []byte(conflict)}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Consent(t.Context(), telecomRequest(t))
+	if err == nil {
+		t.Fatalf("no error from a cancelled evaluation; decision %+v", d)
+	}
+	if d.Effect != broker.EffectDeny || len(d.Reasons) != 1 || d.Reasons[0].Text != policy.RefusalText || d.PolicyHash != e.PolicyHash() {
+		t.Errorf("decision with the error is %+v, want a deny", d)
+	}
+	d, err = e.Access(t.Context(), policy.AccessRequest{Terms: broker.TermsVersion{Hash: "sha256:nothing"}})
+	if err == nil || d.Effect != broker.EffectDeny {
+		t.Errorf("access with unreadable terms: %v %+v", err, d)
 	}
 }

@@ -110,7 +110,34 @@ func describe(ve *jsonschema.ValidationError) string {
 	for len(leaf.Causes) > 0 {
 		leaf = leaf.Causes[0]
 	}
-	return where(leaf.InstanceLocation) + leaf.ErrorKind.LocalizedString(printer)
+	msg := leaf.ErrorKind.LocalizedString(printer)
+	if kp := leaf.ErrorKind.KeywordPath(); len(kp) > 0 && kp[len(kp)-1] == "pattern" {
+		msg = patternHelp(leaf.InstanceLocation)
+	}
+	return where(leaf.InstanceLocation) + msg
+}
+
+// patternHelp explains a pattern failure in words rather than a regexp.
+func patternHelp(loc []string) string {
+	field := ""
+	for _, p := range loc {
+		if _, err := strconv.Atoi(p); err != nil {
+			field = p
+		}
+	}
+	switch field {
+	case "max_duration", "max_retention", "per":
+		return "must be an ISO 8601 duration such as P90D or P1Y6M"
+	case "firms":
+		return "must be a firm id (firm_ followed by 26 letters and digits)"
+	case "jurisdictions":
+		return "must be a two-letter country code such as GB or DE"
+	case "currency":
+		return "must be a three-letter currency code such as GBP or EUR"
+	case "categories", "purposes":
+		return "must be a name from Steward's taxonomy, such as Contact or Marketing"
+	}
+	return "is not in the expected form"
 }
 
 // where renders an instance location: ["rules","2","match","categories","0"]

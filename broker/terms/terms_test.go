@@ -67,7 +67,7 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown purpose", doc(`{"effect":"ask","match":{"purposes":["Mischief"]}}`), `rule 1: unknown purpose "Mischief"`},
 		{"bad sector", doc(`{"effect":"ask","match":{"sectors":["piracy"]}}`), "rule 1: match.sectors[0]: "},
 		{"bad firm id", doc(`{"effect":"ask","match":{"firms":["acme"]}}`), "rule 1: match.firms[0]: "},
-		{"bad duration", doc(`{"effect":"allow","constraints":{"max_duration":"90 days"}}`), "rule 1: constraints.max_duration: "},
+		{"bad duration", doc(`{"effect":"allow","constraints":{"max_duration":"90 days"}}`), "rule 1: constraints.max_duration: must be an ISO 8601 duration"},
 		{"empty duration", doc(`{"effect":"allow","constraints":{"max_duration":"P"}}`), "rule 1"},
 		{"bad frequency", doc(`{"effect":"allow","constraints":{"max_frequency":{"max":0,"per":"P1D"}}}`), "rule 1: constraints.max_frequency.max: "},
 		{"bad date", doc(`{"effect":"allow","constraints":{"valid_from":"yesterday"}}`), "rule 1: constraints.valid_from: "},
