@@ -517,3 +517,29 @@ func TestMemoryReplayCache(t *testing.T) {
 		t.Errorf("Len = %d after sweep, want 1", c.Len())
 	}
 }
+
+// TestMemoryReplayCacheConcurrent checks that of many concurrent first
+// uses of one key exactly one is accepted.
+func TestMemoryReplayCacheConcurrent(t *testing.T) {
+	c := dpop.NewMemoryReplayCache(0, clock)
+	const n = 64
+	results := make(chan bool, n)
+	for range n {
+		go func() {
+			s, err := c.Seen(t.Context(), "k", now.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			results <- s
+		}()
+	}
+	fresh := 0
+	for range n {
+		if !<-results {
+			fresh++
+		}
+	}
+	if fresh != 1 {
+		t.Errorf("%d goroutines saw the key as new, want 1", fresh)
+	}
+}

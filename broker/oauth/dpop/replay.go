@@ -32,9 +32,8 @@ type MemoryReplayCache struct {
 	max int
 	now func() time.Time
 
-	mu        sync.Mutex
-	seen      map[string]time.Time
-	nextSweep time.Time
+	mu   sync.Mutex
+	seen map[string]time.Time
 }
 
 // NewMemoryReplayCache returns an empty cache holding at most size unexpired
@@ -58,8 +57,9 @@ func (c *MemoryReplayCache) Seen(_ context.Context, key string, exp time.Time) (
 	if e, ok := c.seen[key]; ok && now.Before(e) {
 		return true, nil
 	}
-	if len(c.seen) >= c.max || now.After(c.nextSweep) {
-		c.sweep(now)
+	c.sweep(now, sweepSample)
+	if len(c.seen) >= c.max {
+		c.sweep(now, len(c.seen))
 	}
 	if len(c.seen) >= c.max {
 		return false, ErrReplayCacheFull
@@ -68,14 +68,22 @@ func (c *MemoryReplayCache) Seen(_ context.Context, key string, exp time.Time) (
 	return false, nil
 }
 
-// sweep drops expired keys; it runs at most once a second unless the cache is full.
-func (c *MemoryReplayCache) sweep(now time.Time) {
+// sweepSample is how many keys each Seen examines for expiry. Map
+// iteration starts at a random place, so expired keys are dropped at a
+// steady rate without ever scanning the whole map while holding the lock,
+// except when the cache is full.
+const sweepSample = 8
+
+// sweep examines up to n keys and drops the expired ones.
+func (c *MemoryReplayCache) sweep(now time.Time, n int) {
 	for k, e := range c.seen {
+		if n--; n < 0 {
+			return
+		}
 		if !now.Before(e) {
 			delete(c.seen, k)
 		}
 	}
-	c.nextSweep = now.Add(time.Second)
 }
 
 // Len reports the number of keys held, expired or not.
