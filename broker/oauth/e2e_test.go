@@ -111,6 +111,7 @@ func newServer(t *testing.T) *server {
 	mux.HandleFunc("GET /oauth/authorize", s.authorize)
 	mux.HandleFunc("POST /oauth/token", s.token)
 	mux.HandleFunc("GET /v1/data", s.data)
+	mux.HandleFunc("POST /oauth/introspect", s.introspect)
 	s.Config.Handler = mux
 	s.Start()
 	t.Cleanup(s.Close)
@@ -191,6 +192,16 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(dpop.NonceHeader, s.dpop.Nonce())
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ir, err := s.provider.NewIntrospectionRequest(ctx, r, oauth.NewSession(""))
+	if err != nil {
+		s.provider.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	s.provider.WriteIntrospectionResponse(ctx, w, ir)
 }
 
 // data is a protected resource: it introspects the token, then checks the
@@ -417,14 +428,19 @@ func TestEndToEnd(t *testing.T) {
 	}
 	at, rt := tok.str("access_token"), tok.str("refresh_token")
 
-	// Introspection shows the binding and the granted details.
-	_, ar, err := s.provider.IntrospectToken(t.Context(), at, fosite.AccessToken, oauth.NewSession(""))
-	if err != nil {
-		t.Fatal(err)
+	// Introspection (RFC 7662) shows the binding and the granted details.
+	in := firm.post("/oauth/introspect", url.Values{"token": {at}}, false)
+	if in.status != 200 || in.body["active"] != true {
+		t.Fatalf("introspect: %d %v", in.status, in.body)
 	}
-	claims := ar.GetSession().(*oauth.Session).GetExtraClaims()
-	if diff := cmp.Diff(map[string]any{"jkt": firm.jkt()}, claims["cnf"]); diff != "" {
+	if diff := cmp.Diff(map[string]any{"jkt": firm.jkt()}, in.body["cnf"]); diff != "" {
 		t.Errorf("introspection cnf (-want +got):\n%s", diff)
+	}
+	if in.str("token_type") != "DPoP" || in.str("sub") != "pairwise-customer" {
+		t.Errorf("introspection token_type %q, sub %q", in.str("token_type"), in.str("sub"))
+	}
+	if diff := cmp.Diff(wantDetails, in.body["authorization_details"]); diff != "" {
+		t.Errorf("introspection authorization_details (-want +got):\n%s", diff)
 	}
 
 	t.Run("resource accepts the bound token with a proof", func(t *testing.T) {

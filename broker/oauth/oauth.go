@@ -90,10 +90,10 @@ func (s *Session) Clone() fosite.Session {
 }
 
 // GetExtraClaims implements fosite.ExtraClaimsSession. It returns a new map
-// holding the session's Extra plus cnf (RFC 9449 §6) and
-// authorization_details (RFC 9396 §9), which fosite's introspection
-// response and JWT access tokens include. Changing the map does not
-// change the session.
+// holding the session's Extra plus, for a bound session, cnf and
+// token_type DPoP (RFC 9449 §6.2), and authorization_details (RFC 9396
+// §9); fosite's introspection response includes them. Changing the map
+// does not change the session.
 func (s *Session) GetExtraClaims() map[string]any {
 	out := maps.Clone(s.Extra)
 	if out == nil {
@@ -101,6 +101,7 @@ func (s *Session) GetExtraClaims() map[string]any {
 	}
 	if s.JKT != "" {
 		out["cnf"] = map[string]any{"jkt": s.JKT}
+		out["token_type"] = "DPoP"
 	}
 	if len(s.Details) > 0 {
 		out[rar.FormKey] = cloneDetails(s.Details)

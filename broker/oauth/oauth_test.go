@@ -67,7 +67,7 @@ func TestSessionExtraClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"acr":"urn:steward:passkey","authorization_details":[{"type":"steward_customer_data","actions":["read"],"categories":["EmailAddress"],"fields":{"EmailAddress":["domain"]},"purpose":"DirectMarketing","duration":"P30D","frequency":{"max":1,"per":"P1D"}}],"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}`
+	const want = `{"acr":"urn:steward:passkey","authorization_details":[{"type":"steward_customer_data","actions":["read"],"categories":["EmailAddress"],"fields":{"EmailAddress":["domain"]},"purpose":"DirectMarketing","duration":"P30D","frequency":{"max":1,"per":"P1D"}}],"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},"token_type":"DPoP"}`
 	if string(b) != want {
 		t.Errorf("extra claims =\n%s\nwant\n%s", b, want)
 	}
