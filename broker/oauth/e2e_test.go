@@ -145,6 +145,10 @@ func (s *server) par(w http.ResponseWriter, r *http.Request) {
 // narrowed by s.consent.
 func (s *server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := oauth.PushedOnly(r.URL.Query()); err != nil {
+		s.provider.WriteAuthorizeError(ctx, w, fosite.NewAuthorizeRequest(), err)
+		return
+	}
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
@@ -611,5 +615,27 @@ func TestEndToEndNonceChallenge(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 || body["error"] != "use_dpop_nonce" || resp.Header.Get(dpop.NonceHeader) == "" {
 		t.Fatalf("got %d %v, DPoP-Nonce %q; want 400 use_dpop_nonce with a nonce", resp.StatusCode, body, resp.Header.Get(dpop.NonceHeader))
+	}
+}
+
+// TestEndToEndFrontChannelInjection checks that a dpop_jkt added to the
+// authorization URL in the browser cannot bind the code to another key.
+func TestEndToEndFrontChannelInjection(t *testing.T) {
+	s := newServer(t)
+	firm := newClient(t, s.URL, jose.ES256)
+	attacker := newClient(t, s.URL, jose.ES256)
+	form := url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirectURI},
+		"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"state-0123456789"},
+		"authorization_details": {details},
+	}
+	par := firm.post("/oauth/par", form, false)
+	if par.status != http.StatusCreated {
+		t.Fatalf("PAR: %d %v", par.status, par.body)
+	}
+	q := url.Values{"client_id": {clientID}, "request_uri": {par.str("request_uri")}, "dpop_jkt": {attacker.jkt()}}
+	r := firm.send("GET", "/oauth/authorize?"+q.Encode(), nil, false, "", "")
+	if r.header.Get("Location") != "" && strings.Contains(r.header.Get("Location"), "code=") {
+		t.Fatalf("authorize issued a code despite the injected dpop_jkt: %s", r.header.Get("Location"))
 	}
 }

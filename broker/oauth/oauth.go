@@ -25,13 +25,15 @@
 // *http.Request in the context under fosite.RequestContextKey before
 // NewPushedAuthorizeRequest (so a DPoP proof sent to PAR is checked), and
 // on errors MUST copy dpop.NonceFromError into the DPoP-Nonce header.
-// The authorization endpoint MUST record the customer's granted details
-// with Session.SetAuthorizationDetails before NewAuthorizeResponse.
+// The authorization endpoint MUST call PushedOnly on the request's query
+// first, and MUST record the customer's granted details with
+// Session.SetAuthorizationDetails before NewAuthorizeResponse.
 package oauth
 
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 
 	"github.com/ory/fosite"
@@ -40,6 +42,31 @@ import (
 	"github.com/stewardhq/steward/broker/oauth/dpop"
 	"github.com/stewardhq/steward/broker/oauth/rar"
 )
+
+// PushedOnly refuses an authorization request that carries parameters
+// besides client_id and request_uri. fosite merges the pushed request into
+// the front-channel query, so without this check a parameter absent from
+// the PAR request (dpop_jkt, authorization_details, scope...) could be
+// added in the browser, where an attacker may tamper with it. RFC 9126 §4
+// and FAPI 2.0 have the server use only the pushed parameters.
+func PushedOnly(query url.Values) error {
+	for k := range query {
+		if k != "client_id" && k != "request_uri" {
+			return fosite.ErrInvalidRequest.WithHintf("Only client_id and request_uri may accompany a pushed authorization request; got %q.", truncate(k, 32))
+		}
+	}
+	if len(query["request_uri"]) != 1 || len(query["client_id"]) != 1 {
+		return fosite.ErrInvalidRequest.WithHint("A pushed authorization request needs exactly one client_id and one request_uri.")
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
 
 // Session is the fosite session of every Steward grant. Besides fosite's
 // fields it carries the DPoP key binding and the granted authorization

@@ -2,6 +2,8 @@ package oauth_test
 
 import (
 	"encoding/json"
+	"errors"
+	"net/url"
 	"testing"
 	"time"
 
@@ -77,6 +79,23 @@ func TestSessionExtraClaims(t *testing.T) {
 	}
 	if got := oauth.NewSession("").GetExtraClaims(); len(got) != 0 {
 		t.Errorf("empty session has extra claims %v", got)
+	}
+}
+
+func TestPushedOnly(t *testing.T) {
+	ok := url.Values{"client_id": {"c"}, "request_uri": {"urn:ietf:params:oauth:request_uri:x"}}
+	if err := oauth.PushedOnly(ok); err != nil {
+		t.Errorf("PushedOnly(%v) = %v", ok, err)
+	}
+	for _, bad := range []url.Values{
+		{"client_id": {"c"}, "request_uri": {"u"}, "dpop_jkt": {"x"}},
+		{"client_id": {"c"}, "request_uri": {"u"}, "authorization_details": {"[]"}},
+		{"client_id": {"c"}},
+		{"client_id": {"c"}, "request_uri": {"u", "v"}},
+	} {
+		if err := oauth.PushedOnly(bad); !errors.Is(err, fosite.ErrInvalidRequest) {
+			t.Errorf("PushedOnly(%v) = %v, want invalid_request", bad, err)
+		}
 	}
 }
 
