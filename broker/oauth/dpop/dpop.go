@@ -312,7 +312,8 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 	if err != nil || c.IAT[0] == '"' || math.IsNaN(iat) || math.IsInf(iat, 0) || iat < 0 || iat > 1<<40 {
 		return Proof{}, invalid("The DPoP proof iat is not a NumericDate.")
 	}
-	issued := time.Unix(0, 0).Add(time.Duration(iat * float64(time.Second)))
+	sec, frac := math.Modf(iat)
+	issued := time.Unix(int64(sec), int64(frac*1e9))
 	if issued.After(now.Add(v.window + v.leeway)) {
 		return Proof{}, invalid("The DPoP proof iat is in the future.")
 	}

@@ -128,6 +128,21 @@ func TestValidateRefuses(t *testing.T) {
 		{name: "future iat", proof: func(t *testing.T) string {
 			return newProof(t, es, "POST", tokenURL, now.Add(66*time.Second)).signedBy(t, es)
 		}, hint: "future"},
+		{name: "iat far in the future", proof: func(t *testing.T) string {
+			p := base(t)
+			p.claims["iat"] = 1 << 39
+			return p.signedBy(t, es)
+		}, hint: "future"},
+		{name: "iat fractional and stale", proof: func(t *testing.T) string {
+			p := base(t)
+			p.claims["iat"] = float64(now.Unix()) - 65.5
+			return p.signedBy(t, es)
+		}, hint: "too old"},
+		{name: "iat negative", proof: func(t *testing.T) string {
+			p := base(t)
+			p.claims["iat"] = -1
+			return p.signedBy(t, es)
+		}, hint: "NumericDate"},
 		{name: "iat not a number", proof: func(t *testing.T) string {
 			p := base(t)
 			p.claims["iat"] = "1700000000"
