@@ -33,12 +33,25 @@
 // render. Nothing in this package logs, and errors never quote the proof
 // or the token.
 //
-// # Token endpoint
+// # Authorization server
 //
-// Compose TokenHandler after fosite's grant handlers so it sees the session
-// those handlers restore, AuthorizeHandler before the authorization-code
-// handler, and PARHandler before fosite's PAR handler. The session type MUST
-// implement Binder and keep the thumbprint across Clone and storage.
+// fosite runs its handlers in the order they were composed, and these
+// handlers depend on that order:
+//
+//   - PARHandler before fosite's PAR handler (which stores the request);
+//   - AuthorizeHandler before fosite's authorization-code handler (which
+//     stores the session behind the code);
+//   - TokenHandler before fosite's grant and PKCE handlers (so a refused
+//     proof, or a use_dpop_nonce round trip, consumes nothing);
+//   - TokenHandler.Binding after fosite's grant handlers (so it sees the
+//     session they restore).
+//
+// The session type MUST implement Binder and keep the thumbprint across
+// Clone and storage. Endpoints MUST copy NonceFromError into the DPoP-Nonce
+// header of error responses. broker/oauth.Extensions does all of this.
+//
+// An authorization server and a resource server that want nonces from
+// different sources use two Validators; they MAY share a ReplayCache.
 package dpop
 
 import (
