@@ -166,6 +166,10 @@ type Extensions struct {
 	// DPoPOptional lets token requests without a proof get Bearer tokens.
 	// FAPI 2.0 deployments leave it false.
 	DPoPOptional bool
+	// GrantTypes are the grant types whose token requests are held to DPoP;
+	// dpop.DefaultGrantTypes if empty. Each MUST be served by a composed
+	// fosite handler, or its requests fail with server_error.
+	GrantTypes []string
 	// RAR controls authorization_details parsing.
 	RAR rar.Options
 	// RequireDetails refuses PAR requests without authorization_details.
@@ -187,7 +191,7 @@ func factory(h any) compose.Factory {
 // handlers restore, bind it to the proof's key, and add token_type DPoP
 // and authorization_details to the token response.
 func (e Extensions) Factories() (before, after []compose.Factory, err error) {
-	th, err := dpop.NewTokenHandler(dpop.TokenConfig{Validator: e.DPoP, TokenURL: e.TokenURL, Optional: e.DPoPOptional})
+	th, err := dpop.NewTokenHandler(dpop.TokenConfig{Validator: e.DPoP, TokenURL: e.TokenURL, Optional: e.DPoPOptional, GrantTypes: e.GrantTypes})
 	if err != nil {
 		return nil, nil, fmt.Errorf("oauth extensions: %w", err)
 	}
