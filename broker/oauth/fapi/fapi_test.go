@@ -1,4 +1,4 @@
-package oauth_test
+package fapi_test
 
 import (
 	"encoding/json"
@@ -11,12 +11,12 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/stewardhq/steward/broker"
-	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauth/fapi"
 	"github.com/stewardhq/steward/broker/oauth/rar"
 )
 
-func sampleSession() *oauth.Session {
-	s := oauth.NewSession("pairwise-1")
+func sampleSession() *fapi.Session {
+	s := fapi.NewSession("pairwise-1")
 	s.SetExpiresAt(fosite.AccessToken, time.Unix(1_700_000_000, 0).UTC())
 	s.SetDPoPJKT("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
 	s.SetAuthorizationDetails([]rar.Detail{{
@@ -31,7 +31,7 @@ func sampleSession() *oauth.Session {
 // keeps the binding and details and shares no memory with the original.
 func TestSessionClone(t *testing.T) {
 	s := sampleSession()
-	c, ok := s.Clone().(*oauth.Session)
+	c, ok := s.Clone().(*fapi.Session)
 	if !ok {
 		t.Fatalf("Clone returned %T", s.Clone())
 	}
@@ -53,7 +53,7 @@ func TestSessionJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got oauth.Session
+	var got fapi.Session
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +77,14 @@ func TestSessionExtraClaims(t *testing.T) {
 	if _, ok := s.Extra["cnf"]; ok {
 		t.Error("writing to GetExtraClaims changed the session")
 	}
-	if got := oauth.NewSession("").GetExtraClaims(); len(got) != 0 {
+	if got := fapi.NewSession("").GetExtraClaims(); len(got) != 0 {
 		t.Errorf("empty session has extra claims %v", got)
 	}
 }
 
 func TestPushedOnly(t *testing.T) {
 	ok := url.Values{"client_id": {"c"}, "request_uri": {"urn:ietf:params:oauth:request_uri:x"}}
-	if err := oauth.PushedOnly(ok); err != nil {
+	if err := fapi.PushedOnly(ok); err != nil {
 		t.Errorf("PushedOnly(%v) = %v", ok, err)
 	}
 	for _, bad := range []url.Values{
@@ -93,14 +93,14 @@ func TestPushedOnly(t *testing.T) {
 		{"client_id": {"c"}},
 		{"client_id": {"c"}, "request_uri": {"u", "v"}},
 	} {
-		if err := oauth.PushedOnly(bad); !errors.Is(err, fosite.ErrInvalidRequest) {
+		if err := fapi.PushedOnly(bad); !errors.Is(err, fosite.ErrInvalidRequest) {
 			t.Errorf("PushedOnly(%v) = %v, want invalid_request", bad, err)
 		}
 	}
 }
 
 func TestFactoriesRefusesBadConfig(t *testing.T) {
-	if _, _, err := (oauth.Extensions{}).Factories(); err == nil {
+	if _, _, err := (fapi.Extensions{}).Factories(); err == nil {
 		t.Error("Factories accepted extensions without a DPoP validator")
 	}
 }

@@ -1,7 +1,7 @@
-// Package oauth is Steward's OAuth 2.0 authorization server, built on
-// fosite the FAPI 2.0 way: pushed authorization requests, PKCE,
-// private_key_jwt, rich authorization requests (sub-package rar) and
-// DPoP-bound tokens (sub-package dpop).
+// Package fapi ties the FAPI 2.0 pieces fosite lacks into Steward's
+// OAuth 2.0 authorization server (package oauth): rich authorization
+// requests (sibling package rar) and DPoP-bound tokens (sibling package
+// dpop), composed in the order fosite's handler chain needs them.
 //
 // This file holds what ties the two extensions into fosite: the Session
 // type every flow MUST use, and Extensions, which yields the compose
@@ -28,7 +28,7 @@
 // The authorization endpoint MUST call PushedOnly on the request's query
 // first, and MUST record the customer's granted details with
 // Session.SetAuthorizationDetails before NewAuthorizeResponse.
-package oauth
+package fapi
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package oauth_test
+package fapi_test
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stewardhq/steward/broker"
-	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauth/fapi"
 	"github.com/stewardhq/steward/broker/oauth/dpop"
 	"github.com/stewardhq/steward/broker/oauth/rar"
 )
@@ -88,7 +88,7 @@ func newServer(t *testing.T) *server {
 		IsPushedAuthorizeEnforced: true,
 		HashCost:                  bcrypt.MinCost,
 	}
-	ext := oauth.Extensions{
+	ext := fapi.Extensions{
 		DPoP: s.dpop, TokenURL: base + "/oauth/token", PARURL: base + "/oauth/par",
 		RAR: s.rarOpts, RequireDetails: true,
 	}
@@ -132,7 +132,7 @@ func (s *server) par(w http.ResponseWriter, r *http.Request) {
 		s.provider.WritePushedAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	resp, err := s.provider.NewPushedAuthorizeResponse(ctx, ar, oauth.NewSession(""))
+	resp, err := s.provider.NewPushedAuthorizeResponse(ctx, ar, fapi.NewSession(""))
 	if err != nil {
 		setNonce(w, err)
 		s.provider.WritePushedAuthorizeError(ctx, w, ar, err)
@@ -145,7 +145,7 @@ func (s *server) par(w http.ResponseWriter, r *http.Request) {
 // narrowed by s.consent.
 func (s *server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := oauth.PushedOnly(r.URL.Query()); err != nil {
+	if err := fapi.PushedOnly(r.URL.Query()); err != nil {
 		s.provider.WriteAuthorizeError(ctx, w, fosite.NewAuthorizeRequest(), err)
 		return
 	}
@@ -159,7 +159,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	sess := oauth.NewSession("pairwise-customer")
+	sess := fapi.NewSession("pairwise-customer")
 	var granted []rar.Detail
 	for _, d := range requested {
 		granted = append(granted, rar.FromScope(s.consent(rar.ToScope(d)), d))
@@ -178,7 +178,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ar, err := s.provider.NewAccessRequest(ctx, r, oauth.NewSession(""))
+	ar, err := s.provider.NewAccessRequest(ctx, r, fapi.NewSession(""))
 	if err != nil {
 		setNonce(w, err)
 		s.provider.WriteAccessError(ctx, w, ar, err)
@@ -200,7 +200,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ir, err := s.provider.NewIntrospectionRequest(ctx, r, oauth.NewSession(""))
+	ir, err := s.provider.NewIntrospectionRequest(ctx, r, fapi.NewSession(""))
 	if err != nil {
 		s.provider.WriteIntrospectionError(ctx, w, err)
 		return
@@ -222,12 +222,12 @@ func (s *server) data(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	_, ar, err := s.provider.IntrospectToken(ctx, token, fosite.AccessToken, oauth.NewSession(""))
+	_, ar, err := s.provider.IntrospectToken(ctx, token, fosite.AccessToken, fapi.NewSession(""))
 	if err != nil {
 		fail(dpop.ErrInvalidToken)
 		return
 	}
-	sess := ar.GetSession().(*oauth.Session)
+	sess := ar.GetSession().(*fapi.Session)
 	if _, err := s.dpop.CheckBinding(ctx, dpop.PresentationFrom(r, s.URL+r.URL.Path), sess.JKT); err != nil {
 		fail(err)
 		return
