@@ -27,8 +27,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stewardhq/steward/broker"
-	"github.com/stewardhq/steward/broker/oauth/fapi"
 	"github.com/stewardhq/steward/broker/oauth/dpop"
+	"github.com/stewardhq/steward/broker/oauth/fapi"
 	"github.com/stewardhq/steward/broker/oauth/rar"
 )
 
