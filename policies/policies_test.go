@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
@@ -60,6 +61,7 @@ func TestRego(t *testing.T) {
 		SetCoverageQueryTracer(cov).
 		RaiseBuiltinErrors(true).
 		CapturePrintOutput(true).
+		SetTimeout(2*time.Minute). // the default 5s is too short under -race on a busy machine
 		Run(ctx, modules)
 	if err != nil {
 		t.Fatal(err)
