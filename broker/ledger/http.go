@@ -71,7 +71,10 @@ func Handler(r Reader, cfg HandlerConfig) (http.Handler, error) {
 	mux.HandleFunc("GET "+p+"entry/{index}", h.entry)
 	mux.HandleFunc("GET "+p+"proof/consistency", h.consistency)
 	mux.HandleFunc("GET "+p+"receipt/{hash}", h.receipt)
-	return mux, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	}), nil
 }
 
 type handler struct {
@@ -88,7 +91,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, broker.ErrInvalid):
 		code, msg, lvl = http.StatusBadRequest, "bad request", slog.LevelDebug
 	}
-	h.cfg.Logger.LogAttrs(r.Context(), lvl, "ledger request failed", slog.Int("status", code), slog.String("path", r.URL.Path), slog.Any(logKeyError, err))
+	h.cfg.Logger.LogAttrs(r.Context(), lvl, "ledger request failed", slog.Int(logKeyStatus, code), slog.String(logKeyPath, r.URL.Path), slog.Any(logKeyError, err))
 	w.Header().Set("Cache-Control", cacheNone)
 	http.Error(w, msg, code)
 }
@@ -169,14 +172,14 @@ type ConsistencyResponse struct {
 
 // sizeParam parses an optional size query parameter, defaulting to def
 // and refusing values beyond max.
-func sizeParam(r *http.Request, name string, def, max int64) (int64, error) {
+func sizeParam(r *http.Request, name string, def, most int64) (int64, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > max {
-		return 0, fmt.Errorf("%w: %s %q must be a tree size from 0 to %d", broker.ErrInvalid, name, s, max)
+	if err != nil || n < 0 || n > most {
+		return 0, fmt.Errorf("%w: %s %q must be a tree size from 0 to %d", broker.ErrInvalid, name, s, most)
 	}
 	return n, nil
 }

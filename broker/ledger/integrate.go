@@ -11,7 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Integrate extends the tree over at most max newly sequenced entries:
+// Integrate extends the tree over at most limit newly sequenced entries:
 // it computes their stored hashes with tlog.StoredHashes, writes them,
 // and signs and stores a checkpoint of the new size. It returns the
 // latest checkpoint and whether it wrote one.
@@ -22,7 +22,7 @@ import (
 // racing integrators win (the loser gets broker.ErrConflict and its hashes,
 // being the same, do no harm). With no checkpoint stored, it first writes
 // the checkpoint of the empty tree.
-func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Checkpoint, bool, error) {
+func Integrate(ctx context.Context, s Storage, signer note.Signer, limit int) (Checkpoint, bool, error) {
 	origin := signer.Name()
 	old, msg, err := s.ReadCheckpoint(ctx)
 	if errors.Is(err, broker.ErrNotFound) {
@@ -53,7 +53,7 @@ func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Che
 	if size <= old {
 		return cur, false, nil
 	}
-	end := min(size, old+int64(max))
+	end := min(size, old+int64(limit))
 	leaves, err := s.ReadLeaves(ctx, old, int(end-old))
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read leaves [%d, %d): %w", old, end, err)
