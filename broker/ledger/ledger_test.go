@@ -414,3 +414,32 @@ func FuzzParseTilePath(f *testing.F) {
 		}
 	})
 }
+
+func TestTLogProofReceipt(t *testing.T) {
+	s, _, verifier, _, es := newLog(t, 50)
+	rc, err := ledger.NewReceipt(t.Context(), s, tlog.RecordHash(es[17]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ledger.MarshalTLogProof(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("c2sp.org/tlog-proof@v1\nindex 17\n")) {
+		t.Errorf("tlog-proof:\n%s", b)
+	}
+	back, err := ledger.ParseTLogProof(b, es[17])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rc, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if _, err := ledger.VerifyReceipt(back, es[17], verifier); err != nil {
+		t.Error(err)
+	}
+	other, _ := ledger.ParseTLogProof(b, es[18])
+	if _, err := ledger.VerifyReceipt(other, es[18], verifier); !errors.Is(err, broker.ErrInvalid) {
+		t.Errorf("proof for entry 17 verified for entry 18: %v", err)
+	}
+}

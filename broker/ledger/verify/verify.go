@@ -17,7 +17,8 @@
 //	fork               two signed checkpoints of one size with different roots
 //	inconsistent       the signed tree does not extend the one verified before
 //
-// and a few more (bad-entry, tile-mismatch, root-mismatch, bad-receipt).
+// and a few more (bad-entry, bad-bundle, tile-mismatch, root-mismatch,
+// bad-receipt, unwitnessed).
 package verify
 
 import (
@@ -37,6 +38,7 @@ import (
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -58,6 +60,7 @@ const (
 	TileMismatch     Kind = "tile-mismatch"
 	RootMismatch     Kind = "root-mismatch"
 	BadReceipt       Kind = "bad-receipt"
+	Unwitnessed      Kind = "unwitnessed"
 )
 
 // Problem is one thing wrong with the log.
@@ -138,6 +141,11 @@ type Config struct {
 	Receipts []broker.Receipt
 	// Parallel is how many files to fetch at once; 0 means 8.
 	Parallel int
+	// WitnessKeys are the cosignature/v1 public keys of witnesses whose
+	// cosignatures the checkpoint should carry (witness.GenerateKey).
+	WitnessKeys []string
+	// MinWitnesses is how many of them must have cosigned; 0 means all.
+	MinWitnesses int
 }
 
 // Verify audits the log that src serves. It returns an error only when it
@@ -167,6 +175,11 @@ func Verify(ctx context.Context, src Source, cfg Config) (*Report, error) {
 		}
 	}
 	rep.Checkpoint = c
+	if len(cfg.WitnessKeys) > 0 {
+		if err := checkWitnesses(rep, msg, logKey, cfg); err != nil {
+			return nil, err
+		}
+	}
 	prev, err := loadState(cfg.StatePath)
 	if err != nil {
 		return nil, err
@@ -234,6 +247,39 @@ func Verify(ctx context.Context, src Source, cfg Config) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// checkWitnesses counts valid cosignatures by the configured witnesses.
+func checkWitnesses(rep *Report, msg []byte, logKey note.Verifier, cfg Config) error {
+	vs := []note.Verifier{logKey}
+	names := map[string]bool{}
+	for _, k := range cfg.WitnessKeys {
+		v, err := fnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			return fmt.Errorf("verify: witness key %q: %w", k, err)
+		}
+		vs = append(vs, v)
+		names[v.Name()] = true
+	}
+	need := cfg.MinWitnesses
+	if need <= 0 || need > len(cfg.WitnessKeys) {
+		need = len(cfg.WitnessKeys)
+	}
+	n, err := note.Open(msg, note.VerifierList(vs...))
+	if err != nil {
+		rep.add(Unwitnessed, -1, 0, "checkpoint cosignatures: %v", err)
+		return nil
+	}
+	got := 0
+	for _, sig := range n.Sigs {
+		if names[sig.Name] {
+			got++
+		}
+	}
+	if got < need {
+		rep.add(Unwitnessed, -1, 0, "checkpoint has %d valid witness cosignatures, want %d", got, need)
+	}
+	return nil
 }
 
 // checkAgainst checks that a tree of size size and root root, which the

@@ -13,6 +13,7 @@ import (
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/memory"
 	"github.com/stewardhq/steward/broker/ledger/verify"
+	"github.com/stewardhq/steward/broker/ledger/witness"
 )
 
 func exported(t *testing.T, n int) (string, string, [][]byte) {
@@ -139,5 +140,50 @@ func TestVerifyEmptyLog(t *testing.T) {
 	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey})
 	if err != nil || !rep.OK() || rep.Checkpoint.Size != 0 {
 		t.Fatalf("%v\n%s", err, rep)
+	}
+}
+
+func TestVerifyWitnessed(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 20))
+	wkey, wvkey, err := witness.GenerateKey("w1.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, w2vkey, _ := witness.GenerateKey("w2.test")
+	w, err := witness.New(witness.Config{Key: wkey, Logs: []string{vkey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, msg, _ := s.ReadCheckpoint(t.Context())
+	line, err := w.Add(t.Context(), 0, nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddCosignature(t.Context(), size, "w1.test", line); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := ledger.Export(t.Context(), s, dir, vkey); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		keys []string
+		min  int
+		ok   bool
+	}{
+		{[]string{wvkey}, 0, true},
+		{[]string{wvkey, w2vkey}, 1, true},
+		{[]string{wvkey, w2vkey}, 0, false},
+		{[]string{w2vkey}, 0, false},
+	} {
+		rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, WitnessKeys: tc.keys, MinWitnesses: tc.min})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() != tc.ok || (!tc.ok && !rep.Has(verify.Unwitnessed)) {
+			t.Errorf("%d keys, min %d: ok=%v\n%s", len(tc.keys), tc.min, rep.OK(), rep)
+		}
 	}
 }
