@@ -34,7 +34,8 @@ const Origin = "steward.test/ledger"
 type Tamperer interface {
 	// TamperSetLeaf replaces the bytes of the entry at index i.
 	TamperSetLeaf(i int64, data []byte)
-	// TamperDeleteLeaf removes the entry at index i; later entries move down.
+	// TamperDeleteLeaf removes the entry at index i. A store may leave a
+	// gap (a SQL DELETE) or move later entries down (renumbering).
 	TamperDeleteLeaf(i int64)
 	// TamperSwapLeaves exchanges the entries at indices i and j.
 	TamperSwapLeaves(i, j int64)

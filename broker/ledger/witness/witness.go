@@ -164,7 +164,7 @@ func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, 
 	if !ok {
 		return nil, fmt.Errorf("log %q: %w", unverified.Origin, broker.ErrNotFound)
 	}
-	c, _, err := ledger.OpenCheckpoint(checkpoint, logKey)
+	c, n, err := ledger.OpenCheckpoint(checkpoint, logKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", broker.ErrForbidden, err)
 	}
@@ -183,7 +183,8 @@ func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, 
 	if err := ledger.CheckConsistency(proof, last.Size, last.Root, c.Size, c.Hash); err != nil {
 		return nil, fmt.Errorf("log %s: %w", c.Origin, err)
 	}
-	signed, err := note.Sign(&note.Note{Text: string(c.Text())}, w.signer)
+	// Cosign the note text as the log signed it, extension lines and all.
+	signed, err := note.Sign(&note.Note{Text: n.Text}, w.signer)
 	if err != nil {
 		return nil, fmt.Errorf("cosign %s@%d: %w", c.Origin, c.Size, err)
 	}
