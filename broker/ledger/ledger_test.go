@@ -443,3 +443,18 @@ func TestTLogProofReceipt(t *testing.T) {
 		t.Errorf("proof for entry 17 verified for entry 18: %v", err)
 	}
 }
+
+func FuzzParseEntryBundle(f *testing.F) {
+	b, _ := ledger.MarshalEntryBundle([][]byte{[]byte("a"), {}, []byte("{}")})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		es, err := ledger.ParseEntryBundle(b)
+		if err != nil {
+			return
+		}
+		again, err := ledger.MarshalEntryBundle(es)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("bundle does not round-trip: %v", err)
+		}
+	})
+}

@@ -291,3 +291,17 @@ func TestFollower(t *testing.T) {
 		t.Error("witness cosigned an inconsistent tree")
 	}
 }
+
+func FuzzParseAddCheckpoint(f *testing.F) {
+	f.Add([]byte("old 3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\nlog\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— log AAAA\n"))
+	f.Add([]byte("old 0\n\nx"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		old, proof, cp, err := witness.ParseAddCheckpoint(b)
+		if err != nil {
+			return
+		}
+		if again := witness.MarshalAddCheckpoint(old, proof, cp); !bytes.Equal(again, b) {
+			t.Fatalf("request does not round-trip:\n%q\n%q", b, again)
+		}
+	})
+}
