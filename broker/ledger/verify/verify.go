@@ -103,6 +103,23 @@ func (r *Report) Has(k Kind) bool {
 	return false
 }
 
+// MarshalJSON writes the report for machines: the checkpoint checked,
+// "ok", and the problems.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	problems := r.Problems
+	if problems == nil {
+		problems = []Problem{}
+	}
+	return json.Marshal(struct {
+		OK       bool      `json:"ok"`
+		Origin   string    `json:"origin"`
+		Size     int64     `json:"size"`
+		Root     tlog.Hash `json:"root"`
+		Previous *State    `json:"previous,omitempty"`
+		Problems []Problem `json:"problems"`
+	}{r.OK(), r.Checkpoint.Origin, r.Checkpoint.Size, r.Checkpoint.Hash, r.Previous, problems})
+}
+
 func (r *Report) String() string {
 	c := r.Checkpoint
 	if r.OK() {

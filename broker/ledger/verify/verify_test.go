@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -185,5 +186,33 @@ func TestVerifyWitnessed(t *testing.T) {
 		if rep.OK() != tc.ok || (!tc.ok && !rep.Has(verify.Unwitnessed)) {
 			t.Errorf("%d keys, min %d: ok=%v\n%s", len(tc.keys), tc.min, rep.OK(), rep)
 		}
+	}
+}
+
+func TestMirrorAndJSON(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 300))
+	h, err := ledger.Handler(s, ledger.HandlerConfig{Prefix: "/ledger/", VerifierKey: vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir := t.TempDir()
+	c, err := verify.Mirror(t.Context(), verify.HTTPSource{BaseURL: srv.URL + "/ledger/", Client: srv.Client()}, dir)
+	if err != nil || c.Size != 300 {
+		t.Fatalf("Mirror: %+v, %v", c, err)
+	}
+	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey})
+	if err != nil || !rep.OK() {
+		t.Fatalf("mirror does not verify: %v\n%s", err, rep)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"ok":true,"origin":"steward.test/ledger","size":300,"root":"`) || !strings.HasSuffix(string(b), `"problems":[]}`) {
+		t.Errorf("JSON report: %s", b)
 	}
 }
