@@ -129,8 +129,8 @@ type Storage interface {
 
 	// WriteCheckpoint stores note as the checkpoint of tree size size,
 	// provided the latest stored checkpoint has size old (no checkpoint
-	// counts as size 0). Otherwise, or if a checkpoint of size size is
-	// already stored, it MUST fail with an error wrapping
+	// counts as size 0) and size ≥ old. Otherwise, or if a checkpoint of
+	// size size is already stored, it MUST fail with an error wrapping
 	// broker.ErrConflict and store nothing. This compare-and-swap makes a
 	// racing integrator harmless.
 	WriteCheckpoint(ctx context.Context, old, size int64, note []byte) error
