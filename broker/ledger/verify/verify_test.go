@@ -158,7 +158,7 @@ func TestVerifyWitnessed(t *testing.T) {
 		t.Fatal(err)
 	}
 	size, msg, _ := s.ReadCheckpoint(t.Context())
-	line, err := w.Add(t.Context(), 0, nil, msg)
+	line, err := w.AddCheckpoint(t.Context(), 0, nil, msg)
 	if err != nil {
 		t.Fatal(err)
 	}

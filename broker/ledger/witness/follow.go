@@ -48,7 +48,7 @@ func (f *Follower) Step(ctx context.Context) (checkpoint, cosignature []byte, er
 			return nil, nil, fmt.Errorf("follow %s: consistency proof %d -> %d from tiles: %w", c.Origin, old, c.Size, err)
 		}
 	}
-	line, err := f.Witness.Add(ctx, old, proof, msg)
+	line, err := f.Witness.AddCheckpoint(ctx, old, proof, msg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("follow %s: %w", c.Origin, err)
 	}
