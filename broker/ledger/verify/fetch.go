@@ -5,33 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
 	"golang.org/x/mod/sumdb/tlog"
 )
-
-// parseAll parses every entry strictly, on every core.
-func parseAll(entries [][]byte, rep *Report) {
-	workers := runtime.GOMAXPROCS(0)
-	bad := make([]error, len(entries))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(entries); i += workers {
-				_, bad[i] = broker.ParseEntry(entries[i])
-			}
-		})
-	}
-	wg.Wait()
-	for i, err := range bad {
-		if err != nil {
-			rep.add(BadEntry, int64(i), 0, "%v", err)
-		}
-	}
-}
 
 // parallel runs f(0..n-1) with at most k at a time and returns the first error.
 func parallel(ctx context.Context, n, k int, f func(ctx context.Context, i int) error) error {
@@ -100,12 +79,14 @@ func fetchWidest(ctx context.Context, src Source, t ledger.TileRef) ([]byte, int
 	return best, lo, nil
 }
 
-// fetchEntries fetches every entry bundle of a tree of size size and
-// returns the entries served, in order. Missing or malformed bundles
-// shorten the list; align names the entries that are then absent.
-func fetchEntries(ctx context.Context, src Source, size int64, k int, rep *Report) ([][]byte, error) {
+// fetchEntries fetches every entry bundle of a tree of size size, parses
+// each entry strictly and returns the leaf hashes of the entries served, in
+// order. Entry bytes are dropped as soon as they are hashed, so memory
+// grows with 32 bytes per entry. Missing or malformed bundles shorten the
+// list; align names the entries that are then absent.
+func fetchEntries(ctx context.Context, src Source, size int64, k int, rep *Report) ([]tlog.Hash, error) {
 	nb := int((size + ledger.TileWidth - 1) / ledger.TileWidth)
-	bundles := make([][][]byte, nb)
+	bundles := make([][]tlog.Hash, nb)
 	var mu sync.Mutex
 	err := parallel(ctx, nb, k, func(ctx context.Context, i int) error {
 		w := min(ledger.TileWidth, int(size-int64(i)*ledger.TileWidth))
@@ -115,23 +96,32 @@ func fetchEntries(ctx context.Context, src Source, size int64, k int, rep *Repor
 			return err
 		}
 		es, err := ledger.ParseEntryBundle(b)
-		mu.Lock()
-		defer mu.Unlock()
+		var problems []Problem
 		switch {
 		case err != nil:
-			rep.add(BadBundle, int64(i)*ledger.TileWidth, 0, "%s: %v", t.Path(), err)
+			problems = append(problems, Problem{Kind: BadBundle, Index: int64(i) * ledger.TileWidth, Detail: fmt.Sprintf("%s: %v", t.Path(), err)})
 			es = nil
 		case len(es) != got:
-			rep.add(BadBundle, int64(i)*ledger.TileWidth, 0, "%s holds %d entries, not %d", t.Path(), len(es), got)
+			problems = append(problems, Problem{Kind: BadBundle, Index: int64(i) * ledger.TileWidth, Detail: fmt.Sprintf("%s holds %d entries, not %d", t.Path(), len(es), got)})
 			es = es[:min(len(es), got)]
 		}
-		bundles[i] = es
+		hashes := make([]tlog.Hash, len(es))
+		for j, e := range es {
+			hashes[j] = tlog.RecordHash(e)
+			if _, err := broker.ParseEntry(e); err != nil {
+				problems = append(problems, Problem{Kind: BadEntry, Index: int64(i)*ledger.TileWidth + int64(j), Detail: err.Error()})
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		bundles[i] = hashes
+		rep.Problems = append(rep.Problems, problems...)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: fetch entries: %w", err)
 	}
-	var all [][]byte
+	all := make([]tlog.Hash, 0, size)
 	for _, b := range bundles {
 		all = append(all, b...)
 	}
