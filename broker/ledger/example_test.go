@@ -1,9 +1,14 @@
 package ledger_test
 
 import (
+	"context"
 	"fmt"
+	"time"
 
+	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
+	"github.com/stewardhq/steward/broker/ledger/memory"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func ExampleTilePath() {
@@ -29,4 +34,37 @@ func ExampleTiles() {
 	// tile/0/002.p/88
 	// tile/entries/002.p/88
 	// tile/1/000.p/2
+}
+
+// Example shows the life of an entry: stage it, let the sequencer and
+// integrator run, then build a receipt and check it offline.
+func Example() {
+	ctx := context.Background()
+	skey, vkey, _ := ledger.GenerateKey("steward.example/ledger")
+	signer, _ := note.NewSigner(skey)
+	logKey, _ := note.NewVerifier(vkey)
+
+	s := memory.New() // store/postgres or store/sqlite in production
+	l, shutdown, err := ledger.Start(ctx, s, ledger.Config{Signer: signer})
+	if err != nil {
+		panic(err)
+	}
+	defer shutdown(ctx)
+
+	e := broker.Entry{Type: broker.EntryFirmRegistered, Time: time.Now(), Firm: broker.NewFirmID()}
+	b, _ := e.CanonicalBytes()
+	hashes, err := l.Stage(ctx, b)
+	if err != nil {
+		panic(err)
+	}
+	for {
+		rc, err := ledger.NewReceipt(ctx, s, hashes[0])
+		if err == nil && rc.Integrated() {
+			c, err := ledger.VerifyReceipt(rc, b, logKey)
+			fmt.Println(rc.Index, c.Origin, c.Size, err)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Output: 0 steward.example/ledger 1 <nil>
 }
