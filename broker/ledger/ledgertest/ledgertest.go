@@ -170,6 +170,19 @@ func testStageSequence(t *testing.T, s ledger.Storage) {
 			t.Errorf("FindLeaf(entry %d) = %d, %v", i, idx, err)
 		}
 	}
+	// The same bytes staged again are a second entry; FindLeaf finds the first.
+	if err := s.Stage(ctx, es[2]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Sequence(ctx, 10); err != nil || n != 6 {
+		t.Fatalf("Sequence of a repeated entry = %d, %v; want 6", n, err)
+	}
+	if idx, err := s.FindLeaf(ctx, tlog.RecordHash(es[2])); err != nil || idx != 2 {
+		t.Errorf("FindLeaf of a repeated entry = %d, %v; want 2", idx, err)
+	}
+	if got, err := s.ReadLeaves(ctx, 5, 1); err != nil || !cmp.Equal(got[0], es[2]) {
+		t.Errorf("ReadLeaves(5, 1) = %q, %v", got, err)
+	}
 }
 
 func testConcurrentSequence(t *testing.T, s ledger.Storage) {
