@@ -2,6 +2,7 @@ package witness_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -323,4 +324,33 @@ func TestSubmitterInProcess(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("no cosignature stored for size 30")
+}
+
+func TestFollowerStart(t *testing.T) {
+	f := newFixture(t)
+	h, err := ledger.Handler(f.s, ledger.HandlerConfig{VerifierKey: f.vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f.grow(t, 10)
+	fo := &witness.Follower{Witness: f.witness(t), Source: verify.HTTPSource{BaseURL: srv.URL, Client: srv.Client()}}
+	published := make(chan []byte, 10)
+	shutdown := fo.Start(t.Context(), 10*time.Millisecond, func(_ context.Context, _, line []byte) error {
+		select {
+		case published <- line:
+		default:
+		}
+		return nil
+	}, nil)
+	defer shutdown(context.Background())
+	select {
+	case line := <-published:
+		if !strings.HasPrefix(string(line), "— "+witnessName+" ") {
+			t.Errorf("published %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follower published nothing")
+	}
 }
