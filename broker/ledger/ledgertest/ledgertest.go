@@ -58,6 +58,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) ledger.Storage) {
 	t.Run("Cosignatures", func(t *testing.T) { testCosignatures(t, newStorage(t)) })
 	t.Run("LogConcurrentStagers", func(t *testing.T) { testLogConcurrentStagers(t, newStorage(t)) })
 	t.Run("CrashRecovery", func(t *testing.T) { testCrashRecovery(t, newStorage) })
+	t.Run("ShutdownMidway", func(t *testing.T) { testShutdownMidway(t, newStorage(t)) })
 	t.Run("Proofs", func(t *testing.T) { testProofs(t, newStorage(t)) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, newStorage) })
 }
@@ -529,4 +530,35 @@ func testCrashRecovery(t *testing.T, newStorage func(*testing.T) ledger.Storage)
 			checkTree(t, s, verifier, 700)
 		})
 	}
+}
+
+// testShutdownMidway stops the loops while they are busy (cancelling
+// whatever storage call is in flight) and starts them again.
+func testShutdownMidway(t *testing.T, s ledger.Storage) {
+	signer, verifier, _ := NewKey(t)
+	es := Entries(t, 3000)
+	for round := range 3 {
+		l, shutdown, err := ledger.Start(t.Context(), s, ledger.Config{Signer: signer, BatchMaxSize: 64, IntegrateMaxSize: 256, Interval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := es[round*1000 : (round+1)*1000]
+		for i := 0; i < len(part); i += 100 {
+			if _, err := l.Stage(t.Context(), part[i:i+100]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Duration(round) * time.Millisecond)
+		if err := shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, shutdown, err := ledger.Start(t.Context(), s, ledger.Config{Signer: signer, Interval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	waitForSize(t, s, int64(len(es)))
+	checkExactlyOnce(t, s, es)
+	checkTree(t, s, verifier, int64(len(es)))
 }
