@@ -299,6 +299,14 @@ func TestHandler(t *testing.T) {
 	if _, err := ledger.VerifyReceipt(got2, es[7], verifier); err != nil || got2.Index != 7 {
 		t.Errorf("receipt: %+v, %v", got2, err)
 	}
+	for _, enc := range []string{base64.URLEncoding.EncodeToString(lh[:]), base64.RawURLEncoding.EncodeToString(lh[:])} {
+		if resp, _ := get(t, srv, "/ledger/receipt/"+enc); resp.StatusCode != 200 {
+			t.Errorf("receipt by base64url %s: %d", enc, resp.StatusCode)
+		}
+	}
+	if resp, _ := get(t, srv, "/ledger/receipt/abcd"); resp.StatusCode != 400 {
+		t.Errorf("receipt by a short hash: %d", resp.StatusCode)
+	}
 }
 
 func TestReceipt(t *testing.T) {
