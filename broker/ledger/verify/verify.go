@@ -133,11 +133,13 @@ func Verify(ctx context.Context, src Source, cfg Config) (*Report, error) {
 	}
 
 	// The log must still contain what was verified before.
-	if prev != nil {
+	// An unsigned checkpoint says nothing about the log's history, so it
+	// is compared with earlier signed ones only when it is signed.
+	if prev != nil && signed {
 		checkAgainst(rep, trusted, c, prev.Size, prev.Root, "the checkpoint verified last time")
 	}
 	for _, rc := range cfg.Receipts {
-		checkReceipt(rep, logKey, trusted, treeE, c, rc)
+		checkReceipt(rep, logKey, trusted, treeE, c, signed, rc)
 	}
 
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int { return cmp.Compare(a.Index, b.Index) })
@@ -197,7 +199,7 @@ func checkAgainst(rep *Report, trusted *tree, c ledger.Checkpoint, size int64, r
 	}
 }
 
-func checkReceipt(rep *Report, logKey note.Verifier, trusted, treeE *tree, c ledger.Checkpoint, rc broker.Receipt) {
+func checkReceipt(rep *Report, logKey note.Verifier, trusted, treeE *tree, c ledger.Checkpoint, signed bool, rc broker.Receipt) {
 	rcC, _, err := ledger.OpenCheckpoint([]byte(rc.Checkpoint), logKey)
 	if err != nil {
 		rep.add(BadReceipt, rc.Index, 0, "receipt checkpoint: %v", err)
@@ -220,7 +222,9 @@ func checkReceipt(rep *Report, logKey note.Verifier, trusted, treeE *tree, c led
 		return
 	}
 	// A valid receipt is a signed statement; the log must agree with it.
-	checkAgainst(rep, trusted, c, rcC.Size, rcC.Hash, fmt.Sprintf("the checkpoint in the receipt for entry %d", rc.Index))
+	if signed {
+		checkAgainst(rep, trusted, c, rcC.Size, rcC.Hash, fmt.Sprintf("the checkpoint in the receipt for entry %d", rc.Index))
+	}
 	if rc.Index < int64(len(treeE.leaves)) && treeE.leaves[rc.Index] != lh {
 		rep.add(EntryChanged, rc.Index, 0, "entry differs from the one its receipt proves was logged")
 	}

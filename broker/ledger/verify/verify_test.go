@@ -216,3 +216,30 @@ func TestMirrorAndJSON(t *testing.T) {
 		t.Errorf("JSON report: %s", b)
 	}
 }
+
+func TestVerifyForgedCheckpointIsNotAFork(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 10))
+	dir := t.TempDir()
+	if err := ledger.Export(t.Context(), s, dir, vkey); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	if rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, StatePath: state}); err != nil || !rep.OK() {
+		t.Fatalf("%v\n%s", err, rep)
+	}
+	// Someone without the key writes a checkpoint with another root.
+	forger, _, _ := ledgertest.NewKey(t)
+	forged, _ := ledger.SignCheckpoint(ledger.Checkpoint{Origin: ledgertest.Origin, Size: 10, Hash: ledger.EmptyRoot}, forger)
+	if err := os.WriteFile(filepath.Join(dir, "checkpoint"), forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, StatePath: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Has(verify.BadSignature) || rep.Has(verify.Fork) {
+		t.Errorf("want bad-signature and no fork:\n%s", rep)
+	}
+}
