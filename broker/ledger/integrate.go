@@ -59,6 +59,9 @@ func Integrate(ctx context.Context, s Storage, signer note.Signer, limit int) (C
 		return Checkpoint{}, false, fmt.Errorf("read leaves [%d, %d): %w", old, end, err)
 	}
 	hr := newBatchHashReader(ctx, s, tlog.StoredHashCount(old))
+	if err := hr.prefetch(old); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("read right edge of tree %d: %w", old, err)
+	}
 	for i, data := range leaves {
 		hs, err := tlog.StoredHashes(old+int64(i), data, hr)
 		if err != nil {
@@ -105,6 +108,21 @@ type batchHashReader struct {
 
 func newBatchHashReader(ctx context.Context, s Reader, start int64) *batchHashReader {
 	return &batchHashReader{ctx: ctx, s: s, start: start, old: map[int64]tlog.Hash{}}
+}
+
+// prefetch reads, in one call, the roots of the complete subtrees that
+// make up the tree of size n: the only old hashes that extending it needs.
+func (r *batchHashReader) prefetch(n int64) error {
+	var idx []int64
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if n&(1<<level) != 0 {
+			idx = append(idx, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	_, err := r.ReadHashes(idx)
+	return err
 }
 
 func (r *batchHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
