@@ -23,6 +23,9 @@ import (
 // being the same, do no harm). With no checkpoint stored, it first writes
 // the checkpoint of the empty tree.
 func Integrate(ctx context.Context, s Storage, signer note.Signer, limit int) (Checkpoint, bool, error) {
+	if limit < 1 {
+		return Checkpoint{}, false, fmt.Errorf("%w: integrate limit %d", broker.ErrInvalid, limit)
+	}
 	origin := signer.Name()
 	old, msg, err := s.ReadCheckpoint(ctx)
 	if errors.Is(err, broker.ErrNotFound) {
@@ -45,6 +48,9 @@ func Integrate(ctx context.Context, s Storage, signer note.Signer, limit int) (C
 	}
 	if cur.Size != old {
 		return Checkpoint{}, false, fmt.Errorf("stored checkpoint of size %d says %d", old, cur.Size)
+	}
+	if cur.Origin != origin {
+		return Checkpoint{}, false, fmt.Errorf("%w: the log's origin is %q but the signer's key is named %q", broker.ErrInvalid, cur.Origin, origin)
 	}
 	size, err := s.Size(ctx)
 	if err != nil {

@@ -2,11 +2,15 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+
+	"github.com/stewardhq/steward/broker"
 
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/memory"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -39,5 +43,29 @@ func TestIntegrateReadsOldHashesOnce(t *testing.T) {
 		if s.reads != 1 {
 			t.Errorf("integrating %d entries read stored hashes %d times, want 1", n, s.reads)
 		}
+	}
+}
+
+func TestIntegrateRefusesAnotherOrigin(t *testing.T) {
+	s := memory.New()
+	signer, _, _ := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 3))
+	skey, _, err := ledger.GenerateKey("other.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stage(t.Context(), ledgertest.Entries(t, 1)...); err != nil {
+		t.Fatal(err)
+	}
+	s.Sequence(t.Context(), 1)
+	if _, _, err := ledger.Integrate(t.Context(), s, other, 10); !errors.Is(err, broker.ErrInvalid) {
+		t.Errorf("Integrate with another log's key: %v", err)
+	}
+	if _, _, err := ledger.Integrate(t.Context(), s, signer, 0); !errors.Is(err, broker.ErrInvalid) {
+		t.Errorf("Integrate with limit 0: %v", err)
 	}
 }
