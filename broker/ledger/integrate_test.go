@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/stewardhq/steward/broker"
-
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/memory"
