@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,8 +134,8 @@ func TestEntryBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(entries, got); diff != "" {
-		t.Errorf("round trip (-want +got):\n%s", diff)
+	if !slices.EqualFunc(entries, got, bytes.Equal) {
+		t.Errorf("round trip: got %d entries, want %d, or different bytes", len(got), len(entries))
 	}
 	for _, bad := range [][]byte{{0}, {0, 2, 'a'}, append(b, 0)} {
 		if _, err := ledger.ParseEntryBundle(bad); !errors.Is(err, broker.ErrInvalid) {
