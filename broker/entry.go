@@ -6,11 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // EntryType names what a ledger entry records.
@@ -80,23 +81,6 @@ type Entry struct {
 	Commitment string
 	// BundleHash is the "sha256:<hex>" hash of a regulatory policy bundle.
 	BundleHash string
-}
-
-// entryJSON is the wire shape; its member names are the ledger format.
-type entryJSON struct {
-	Categories   []string     `json:"categories,omitempty"`
-	Commitment   string       `json:"commitment,omitempty"`
-	Consent      ConsentID    `json:"consent,omitempty"`
-	BundleHash   string       `json:"bundle_hash,omitempty"`
-	Customer     Pseudonym    `json:"customer,omitempty"`
-	DecisionHash string       `json:"decision_hash,omitempty"`
-	Disclosure   DisclosureID `json:"disclosure,omitempty"`
-	Firm         FirmID       `json:"firm,omitempty"`
-	Purpose      string       `json:"purpose,omitempty"`
-	TermsHash    string       `json:"terms_hash,omitempty"`
-	Time         string       `json:"time"`
-	Type         EntryType    `json:"type"`
-	V            int          `json:"v"`
 }
 
 // entryField is a bit set of an entry's optional fields.
@@ -245,20 +229,49 @@ func (e Entry) CanonicalBytes() ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	w := entryJSON{
-		Categories: e.Categories, Commitment: e.Commitment, Consent: e.Consent,
-		BundleHash: e.BundleHash, Customer: e.Customer, DecisionHash: e.DecisionHash,
-		Disclosure: e.Disclosure, Firm: e.Firm, Purpose: e.Purpose, TermsHash: e.TermsHash,
-		Time: e.Time.UTC().Format(EntryTimeFormat), Type: e.Type, V: EntryVersion,
+	// Write the JCS form directly: members in code-unit order of their
+	// (ASCII) names, strings escaped as RFC 8785 says. Tests check the
+	// result is a fixed point of CanonicalJSON.
+	var buf bytes.Buffer
+	buf.Grow(512)
+	buf.WriteByte('{')
+	member := func(name, value string) {
+		if value == "" {
+			return
+		}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		writeCanonicalString(&buf, name)
+		buf.WriteByte(':')
+		writeCanonicalString(&buf, value)
 	}
-	raw, err := json.Marshal(w)
-	if err != nil {
-		return nil, fmt.Errorf("marshal %s entry: %w", e.Type, err)
+	member("bundle_hash", e.BundleHash)
+	if len(e.Categories) > 0 {
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`"categories":[`)
+		for i, c := range e.Categories {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			writeCanonicalString(&buf, c)
+		}
+		buf.WriteByte(']')
 	}
-	b, err := CanonicalJSON(raw)
-	if err != nil {
-		return nil, fmt.Errorf("canonicalise %s entry: %w", e.Type, err)
-	}
+	member("commitment", e.Commitment)
+	member("consent", string(e.Consent))
+	member("customer", string(e.Customer))
+	member("decision_hash", e.DecisionHash)
+	member("disclosure", string(e.Disclosure))
+	member("firm", string(e.Firm))
+	member("purpose", e.Purpose)
+	member("terms_hash", e.TermsHash)
+	member("time", e.Time.UTC().Format(EntryTimeFormat))
+	member("type", string(e.Type))
+	buf.WriteString(`,"v":` + strconv.Itoa(EntryVersion) + `}`)
+	b := buf.Bytes()
 	if len(b) > MaxEntryBytes {
 		return nil, fmt.Errorf("%w: %s entry is %d bytes, more than %d", ErrInvalid, e.Type, len(b), MaxEntryBytes)
 	}
@@ -274,26 +287,9 @@ func ParseEntry(b []byte) (Entry, error) {
 	if len(b) > MaxEntryBytes {
 		return Entry{}, fmt.Errorf("%w: entry is %d bytes, more than %d", ErrInvalid, len(b), MaxEntryBytes)
 	}
-	var w entryJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return Entry{}, fmt.Errorf("%w: entry: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return Entry{}, fmt.Errorf("%w: entry has trailing data", ErrInvalid)
-	}
-	if w.V != EntryVersion {
-		return Entry{}, fmt.Errorf("%w: entry version %d, want %d", ErrInvalid, w.V, EntryVersion)
-	}
-	t, err := time.Parse(EntryTimeFormat, w.Time)
+	e, err := decodeEntry(b)
 	if err != nil {
-		return Entry{}, fmt.Errorf("%w: entry time %q is not %s", ErrInvalid, w.Time, EntryTimeFormat)
-	}
-	e := Entry{
-		Type: w.Type, Time: t, Firm: w.Firm, Customer: w.Customer, Categories: w.Categories,
-		Purpose: w.Purpose, Consent: w.Consent, Disclosure: w.Disclosure, DecisionHash: w.DecisionHash,
-		TermsHash: w.TermsHash, Commitment: w.Commitment, BundleHash: w.BundleHash,
+		return Entry{}, err
 	}
 	canon, err := e.CanonicalBytes()
 	if err != nil {
@@ -339,4 +335,93 @@ func CheckCommitment(salt, content []byte, commitment string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(Commit(salt, content)), []byte(commitment)) == 1
+}
+
+// decodeEntry decodes an entry's JSON with the strict parser of
+// CanonicalJSON. It checks member names and value types; the caller
+// checks the rest by re-encoding.
+func decodeEntry(b []byte) (Entry, error) {
+	if !utf8.Valid(b) {
+		return Entry{}, fmt.Errorf("%w: entry is not valid UTF-8", ErrInvalid)
+	}
+	p := jsonParser{s: b}
+	v, err := p.value(0)
+	if err != nil {
+		return Entry{}, fmt.Errorf("entry: %w", err)
+	}
+	if p.i != len(b) {
+		return Entry{}, fmt.Errorf("%w: entry has trailing data", ErrInvalid)
+	}
+	members, ok := v.([]jsonMember)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: entry is not a JSON object", ErrInvalid)
+	}
+	var (
+		e       Entry
+		version = -1
+		when    string
+	)
+	for _, m := range members {
+		if m.name == "categories" {
+			arr, ok := m.value.([]any)
+			if !ok {
+				return Entry{}, fmt.Errorf("%w: entry categories is not an array", ErrInvalid)
+			}
+			for _, c := range arr {
+				s, ok := c.(string)
+				if !ok {
+					return Entry{}, fmt.Errorf("%w: entry category is not a string", ErrInvalid)
+				}
+				e.Categories = append(e.Categories, s)
+			}
+			continue
+		}
+		if m.name == "v" {
+			n, ok := m.value.(jsonNumber)
+			if !ok || n != "1" {
+				return Entry{}, fmt.Errorf("%w: entry version %v, want %d", ErrInvalid, m.value, EntryVersion)
+			}
+			version = EntryVersion
+			continue
+		}
+		s, ok := m.value.(string)
+		if !ok {
+			return Entry{}, fmt.Errorf("%w: entry member %q is not a string", ErrInvalid, m.name)
+		}
+		switch m.name {
+		case "bundle_hash":
+			e.BundleHash = s
+		case "commitment":
+			e.Commitment = s
+		case "consent":
+			e.Consent = ConsentID(s)
+		case "customer":
+			e.Customer = Pseudonym(s)
+		case "decision_hash":
+			e.DecisionHash = s
+		case "disclosure":
+			e.Disclosure = DisclosureID(s)
+		case "firm":
+			e.Firm = FirmID(s)
+		case "purpose":
+			e.Purpose = s
+		case "terms_hash":
+			e.TermsHash = s
+		case "time":
+			when = s
+		case "type":
+			e.Type = EntryType(s)
+		default:
+			return Entry{}, fmt.Errorf("%w: entry has unknown member %q", ErrInvalid, m.name)
+		}
+	}
+	if version != EntryVersion {
+		return Entry{}, fmt.Errorf("%w: entry has no version", ErrInvalid)
+	}
+	t, err := time.Parse(EntryTimeFormat, when)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: entry time %q is not %s", ErrInvalid, when, EntryTimeFormat)
+	}
+	e.Time = t
+	return e, nil
 }

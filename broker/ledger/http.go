@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -46,7 +47,7 @@ const (
 //	GET <prefix>tile/entries/<N>[.p/<W>]    entry bundle (c2sp.org/tlog-tiles)
 //	GET <prefix>entry/<i>[?tree_size=<n>]   entry i and its inclusion proof (JSON)
 //	GET <prefix>proof/consistency?from=<m>[&to=<n>]   consistency proof (JSON)
-//	GET <prefix>receipt/<hex leaf hash>     a broker.Receipt (JSON)
+//	GET <prefix>receipt/<leaf hash>         a broker.Receipt (JSON); hash in hex or URL-safe base64
 //
 // Sizes default to, and may not exceed, the latest checkpoint's.
 func Handler(r Reader, cfg HandlerConfig) (http.Handler, error) {
@@ -71,7 +72,10 @@ func Handler(r Reader, cfg HandlerConfig) (http.Handler, error) {
 	mux.HandleFunc("GET "+p+"entry/{index}", h.entry)
 	mux.HandleFunc("GET "+p+"proof/consistency", h.consistency)
 	mux.HandleFunc("GET "+p+"receipt/{hash}", h.receipt)
-	return mux, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	}), nil
 }
 
 type handler struct {
@@ -88,7 +92,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, broker.ErrInvalid):
 		code, msg, lvl = http.StatusBadRequest, "bad request", slog.LevelDebug
 	}
-	h.cfg.Logger.LogAttrs(r.Context(), lvl, "ledger request failed", slog.Int("status", code), slog.String("path", r.URL.Path), slog.Any(logKeyError, err))
+	h.cfg.Logger.LogAttrs(r.Context(), lvl, "ledger request failed", slog.Int(logKeyStatus, code), slog.String(logKeyPath, r.URL.Path), slog.Any(logKeyError, err))
 	w.Header().Set("Cache-Control", cacheNone)
 	http.Error(w, msg, code)
 }
@@ -169,14 +173,14 @@ type ConsistencyResponse struct {
 
 // sizeParam parses an optional size query parameter, defaulting to def
 // and refusing values beyond max.
-func sizeParam(r *http.Request, name string, def, max int64) (int64, error) {
+func sizeParam(r *http.Request, name string, def, most int64) (int64, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > max {
-		return 0, fmt.Errorf("%w: %s %q must be a tree size from 0 to %d", broker.ErrInvalid, name, s, max)
+	if err != nil || n < 0 || n > most {
+		return 0, fmt.Errorf("%w: %s %q must be a tree size from 0 to %d", broker.ErrInvalid, name, s, most)
 	}
 	return n, nil
 }
@@ -250,9 +254,9 @@ func (h *handler) consistency(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) receipt(w http.ResponseWriter, r *http.Request) {
-	b, err := hex.DecodeString(r.PathValue("hash"))
-	if err != nil || len(b) != tlog.HashSize {
-		h.writeError(w, r, fmt.Errorf("%w: leaf hash must be 64 hex digits", broker.ErrInvalid))
+	b, err := parseLeafHash(r.PathValue("hash"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	rc, err := NewReceipt(r.Context(), h.r, tlog.Hash(b))
@@ -261,6 +265,25 @@ func (h *handler) receipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeJSON(w, r, rc)
+}
+
+// parseLeafHash accepts a leaf hash as 64 hex digits or URL-safe base64
+// (padded or not): standard base64 may hold '/', which a path cannot.
+func parseLeafHash(s string) ([]byte, error) {
+	var b []byte
+	var err error
+	switch {
+	case len(s) == 2*tlog.HashSize:
+		b, err = hex.DecodeString(s)
+	case strings.HasSuffix(s, "="):
+		b, err = base64.URLEncoding.DecodeString(s)
+	default:
+		b, err = base64.RawURLEncoding.DecodeString(s)
+	}
+	if err != nil || len(b) != tlog.HashSize {
+		return nil, fmt.Errorf("%w: leaf hash must be 64 hex digits or URL-safe base64", broker.ErrInvalid)
+	}
+	return b, nil
 }
 
 func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, v any) {

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Integrate extends the tree over at most max newly sequenced entries:
+// Integrate extends the tree over at most limit newly sequenced entries:
 // it computes their stored hashes with tlog.StoredHashes, writes them,
 // and signs and stores a checkpoint of the new size. It returns the
 // latest checkpoint and whether it wrote one.
@@ -22,7 +22,10 @@ import (
 // racing integrators win (the loser gets broker.ErrConflict and its hashes,
 // being the same, do no harm). With no checkpoint stored, it first writes
 // the checkpoint of the empty tree.
-func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Checkpoint, bool, error) {
+func Integrate(ctx context.Context, s Storage, signer note.Signer, limit int) (Checkpoint, bool, error) {
+	if limit < 1 {
+		return Checkpoint{}, false, fmt.Errorf("%w: integrate limit %d", broker.ErrInvalid, limit)
+	}
 	origin := signer.Name()
 	old, msg, err := s.ReadCheckpoint(ctx)
 	if errors.Is(err, broker.ErrNotFound) {
@@ -46,6 +49,9 @@ func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Che
 	if cur.Size != old {
 		return Checkpoint{}, false, fmt.Errorf("stored checkpoint of size %d says %d", old, cur.Size)
 	}
+	if cur.Origin != origin {
+		return Checkpoint{}, false, fmt.Errorf("%w: the log's origin is %q but the signer's key is named %q", broker.ErrInvalid, cur.Origin, origin)
+	}
 	size, err := s.Size(ctx)
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read sequenced size: %w", err)
@@ -53,12 +59,15 @@ func Integrate(ctx context.Context, s Storage, signer note.Signer, max int) (Che
 	if size <= old {
 		return cur, false, nil
 	}
-	end := min(size, old+int64(max))
+	end := min(size, old+int64(limit))
 	leaves, err := s.ReadLeaves(ctx, old, int(end-old))
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read leaves [%d, %d): %w", old, end, err)
 	}
 	hr := newBatchHashReader(ctx, s, tlog.StoredHashCount(old))
+	if err := hr.prefetch(old); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("read right edge of tree %d: %w", old, err)
+	}
 	for i, data := range leaves {
 		hs, err := tlog.StoredHashes(old+int64(i), data, hr)
 		if err != nil {
@@ -105,6 +114,21 @@ type batchHashReader struct {
 
 func newBatchHashReader(ctx context.Context, s Reader, start int64) *batchHashReader {
 	return &batchHashReader{ctx: ctx, s: s, start: start, old: map[int64]tlog.Hash{}}
+}
+
+// prefetch reads, in one call, the roots of the complete subtrees that
+// make up the tree of size n: the only old hashes that extending it needs.
+func (r *batchHashReader) prefetch(n int64) error {
+	var idx []int64
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if n&(1<<level) != 0 {
+			idx = append(idx, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	_, err := r.ReadHashes(idx)
+	return err
 }
 
 func (r *batchHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {

@@ -105,7 +105,7 @@ type Storage interface {
 	// a transaction of its own.
 	Stage(ctx context.Context, entries ...[]byte) error
 
-	// Sequence moves up to max of the oldest staged entries (in staging
+	// Sequence moves up to limit of the oldest staged entries (in staging
 	// order) into the leaf table at the next indices and returns the new
 	// number of sequenced entries. With nothing staged it moves nothing
 	// and returns the current number.
@@ -115,7 +115,7 @@ type Storage interface {
 	// calls, from any process, MUST be serialised (a SQL store locks one
 	// coordination row with SELECT … FOR UPDATE), so that indices are
 	// dense: never reused and never skipped.
-	Sequence(ctx context.Context, max int) (size int64, err error)
+	Sequence(ctx context.Context, limit int) (size int64, err error)
 
 	// Size returns the number of sequenced entries.
 	Size(ctx context.Context) (int64, error)
@@ -129,8 +129,8 @@ type Storage interface {
 
 	// WriteCheckpoint stores note as the checkpoint of tree size size,
 	// provided the latest stored checkpoint has size old (no checkpoint
-	// counts as size 0). Otherwise, or if a checkpoint of size size is
-	// already stored, it MUST fail with an error wrapping
+	// counts as size 0) and size ≥ old. Otherwise, or if a checkpoint of
+	// size size is already stored, it MUST fail with an error wrapping
 	// broker.ErrConflict and store nothing. This compare-and-swap makes a
 	// racing integrator harmless.
 	WriteCheckpoint(ctx context.Context, old, size int64, note []byte) error

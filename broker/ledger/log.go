@@ -26,8 +26,10 @@ const (
 
 // Log key names, kept constant so dashboards can rely on them.
 const (
-	logKeyError = "error"
-	logKeySize  = "size"
+	logKeyError  = "error"
+	logKeySize   = "size"
+	logKeyStatus = "status"
+	logKeyPath   = "path"
 )
 
 // Config configures Start.

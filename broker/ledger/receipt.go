@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/stewardhq/steward/broker"
+	tlogproof "github.com/transparency-dev/formats/proof"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -134,4 +135,40 @@ func decodeHashes(ss []string) ([]tlog.Hash, error) {
 		out[i] = tlog.Hash(b)
 	}
 	return out, nil
+}
+
+// MarshalTLogProof encodes an integrated receipt in the
+// c2sp.org/tlog-proof@v1 text format, for tools outside Steward. The entry
+// itself travels separately.
+func MarshalTLogProof(rc broker.Receipt) ([]byte, error) {
+	if !rc.Integrated() {
+		return nil, fmt.Errorf("%w: receipt for entry %d has no inclusion proof yet", broker.ErrInvalid, rc.Index)
+	}
+	hs, err := decodeHashes(rc.Proof)
+	if err != nil {
+		return nil, err
+	}
+	p := tlogproof.TLogProof{Index: uint64(rc.Index), Checkpoint: []byte(rc.Checkpoint)}
+	for _, h := range hs {
+		p.Hashes = append(p.Hashes, h)
+	}
+	return p.Marshal(), nil
+}
+
+// ParseTLogProof decodes a c2sp.org/tlog-proof@v1 proof of entry into a
+// receipt; check it with VerifyReceipt.
+func ParseTLogProof(b, entry []byte) (broker.Receipt, error) {
+	var p tlogproof.TLogProof
+	if err := p.Unmarshal(b); err != nil {
+		return broker.Receipt{}, fmt.Errorf("%w: tlog-proof: %v", broker.ErrInvalid, err)
+	}
+	if p.Index > 1<<62 {
+		return broker.Receipt{}, fmt.Errorf("%w: tlog-proof index %d", broker.ErrInvalid, p.Index)
+	}
+	h := tlog.RecordHash(entry)
+	rc := broker.Receipt{Index: int64(p.Index), LeafHash: base64.StdEncoding.EncodeToString(h[:]), Checkpoint: string(p.Checkpoint)}
+	for _, ph := range p.Hashes {
+		rc.Proof = append(rc.Proof, base64.StdEncoding.EncodeToString(ph[:]))
+	}
+	return rc, nil
 }

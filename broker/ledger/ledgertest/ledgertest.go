@@ -34,7 +34,8 @@ const Origin = "steward.test/ledger"
 type Tamperer interface {
 	// TamperSetLeaf replaces the bytes of the entry at index i.
 	TamperSetLeaf(i int64, data []byte)
-	// TamperDeleteLeaf removes the entry at index i; later entries move down.
+	// TamperDeleteLeaf removes the entry at index i. A store may leave a
+	// gap (a SQL DELETE) or move later entries down (renumbering).
 	TamperDeleteLeaf(i int64)
 	// TamperSwapLeaves exchanges the entries at indices i and j.
 	TamperSwapLeaves(i, j int64)
@@ -57,6 +58,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) ledger.Storage) {
 	t.Run("Cosignatures", func(t *testing.T) { testCosignatures(t, newStorage(t)) })
 	t.Run("LogConcurrentStagers", func(t *testing.T) { testLogConcurrentStagers(t, newStorage(t)) })
 	t.Run("CrashRecovery", func(t *testing.T) { testCrashRecovery(t, newStorage) })
+	t.Run("ShutdownMidway", func(t *testing.T) { testShutdownMidway(t, newStorage(t)) })
 	t.Run("Proofs", func(t *testing.T) { testProofs(t, newStorage(t)) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, newStorage) })
 }
@@ -168,6 +170,19 @@ func testStageSequence(t *testing.T, s ledger.Storage) {
 		if idx, err := s.FindLeaf(ctx, tlog.RecordHash(e)); err != nil || idx != int64(i) {
 			t.Errorf("FindLeaf(entry %d) = %d, %v", i, idx, err)
 		}
+	}
+	// The same bytes staged again are a second entry; FindLeaf finds the first.
+	if err := s.Stage(ctx, es[2]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Sequence(ctx, 10); err != nil || n != 6 {
+		t.Fatalf("Sequence of a repeated entry = %d, %v; want 6", n, err)
+	}
+	if idx, err := s.FindLeaf(ctx, tlog.RecordHash(es[2])); err != nil || idx != 2 {
+		t.Errorf("FindLeaf of a repeated entry = %d, %v; want 2", idx, err)
+	}
+	if got, err := s.ReadLeaves(ctx, 5, 1); err != nil || !cmp.Equal(got[0], es[2]) {
+		t.Errorf("ReadLeaves(5, 1) = %q, %v", got, err)
 	}
 }
 
@@ -376,53 +391,41 @@ func testLogConcurrentStagers(t *testing.T, s ledger.Storage) {
 	}
 	defer shutdown(context.Background())
 	const stagers, each = 16, 25
-	es := Entries(t, stagers*each)
-	// Watch checkpoints advance while the stagers run.
-	watchDone := make(chan []int64)
-	stopWatch := make(chan struct{})
-	go func() {
-		var sizes []int64
-		for {
-			select {
-			case <-stopWatch:
-				watchDone <- sizes
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			_, msg, err := s.ReadCheckpoint(context.Background())
-			if err != nil {
-				continue
-			}
-			c, _, err := ledger.OpenCheckpoint(msg, verifier)
-			if err != nil {
-				t.Errorf("stored checkpoint does not verify: %v", err)
-				continue
-			}
-			if len(sizes) == 0 || sizes[len(sizes)-1] != c.Size {
-				sizes = append(sizes, c.Size)
-			}
-		}
-	}()
-	var wg sync.WaitGroup
-	for g := range stagers {
-		wg.Go(func() {
-			for i := range each {
-				if _, err := l.Stage(t.Context(), es[g*each+i]); err != nil {
-					t.Error(err)
-					return
+	es := Entries(t, 2*stagers*each)
+	var roots []ledger.Checkpoint
+	// Two waves of concurrent stagers; the checkpoint must advance after
+	// each, and the second must extend the first.
+	for wave := range 2 {
+		var wg sync.WaitGroup
+		for g := range stagers {
+			wg.Go(func() {
+				for i := range each {
+					if _, err := l.Stage(t.Context(), es[(wave*stagers+g)*each+i]); err != nil {
+						t.Error(err)
+						return
+					}
 				}
-			}
-		})
+			})
+		}
+		wg.Wait()
+		want := int64((wave + 1) * stagers * each)
+		waitForSize(t, s, want)
+		_, msg, err := s.ReadCheckpoint(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := ledger.OpenCheckpoint(msg, verifier)
+		if err != nil {
+			t.Fatalf("stored checkpoint does not verify: %v", err)
+		}
+		roots = append(roots, c)
 	}
-	wg.Wait()
-	waitForSize(t, s, int64(len(es)))
-	close(stopWatch)
-	sizes := <-watchDone
-	if !slices.IsSorted(sizes) {
-		t.Errorf("checkpoint sizes went backwards: %v", sizes)
+	p, err := ledger.ConsistencyProof(t.Context(), s, roots[0].Size, roots[1].Size)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(sizes) < 2 {
-		t.Errorf("saw checkpoint sizes %v; want the log to grow in several steps", sizes)
+	if err := ledger.CheckConsistency(p, roots[0].Size, roots[0].Hash, roots[1].Size, roots[1].Hash); err != nil {
+		t.Errorf("second checkpoint does not extend the first: %v", err)
 	}
 	checkExactlyOnce(t, s, es)
 	checkTree(t, s, verifier, int64(len(es)))
@@ -527,4 +530,35 @@ func testCrashRecovery(t *testing.T, newStorage func(*testing.T) ledger.Storage)
 			checkTree(t, s, verifier, 700)
 		})
 	}
+}
+
+// testShutdownMidway stops the loops while they are busy (cancelling
+// whatever storage call is in flight) and starts them again.
+func testShutdownMidway(t *testing.T, s ledger.Storage) {
+	signer, verifier, _ := NewKey(t)
+	es := Entries(t, 3000)
+	for round := range 3 {
+		l, shutdown, err := ledger.Start(t.Context(), s, ledger.Config{Signer: signer, BatchMaxSize: 64, IntegrateMaxSize: 256, Interval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := es[round*1000 : (round+1)*1000]
+		for i := 0; i < len(part); i += 100 {
+			if _, err := l.Stage(t.Context(), part[i:i+100]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Duration(round) * time.Millisecond)
+		if err := shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, shutdown, err := ledger.Start(t.Context(), s, ledger.Config{Signer: signer, Interval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	waitForSize(t, s, int64(len(es)))
+	checkExactlyOnce(t, s, es)
+	checkTree(t, s, verifier, int64(len(es)))
 }

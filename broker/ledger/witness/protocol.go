@@ -101,7 +101,7 @@ func Handler(w *Witness, log *slog.Logger) http.Handler {
 			http.Error(rw, "malformed checkpoint, or old size beyond it", http.StatusBadRequest)
 			return
 		}
-		line, err := w.Add(r.Context(), old, proof, cp)
+		line, err := w.AddCheckpoint(r.Context(), old, proof, cp)
 		if err != nil {
 			writeError(rw, r, log, err)
 			return

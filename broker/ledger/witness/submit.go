@@ -15,10 +15,16 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Adder is one witness as the log sees it; *Client implements it.
+// Adder is one witness as the log sees it: *Client reaches one over
+// HTTP, and a *Witness in the same process is one.
 type Adder interface {
 	AddCheckpoint(ctx context.Context, oldSize int64, proof tlog.TreeProof, checkpoint []byte) ([]byte, error)
 }
+
+var (
+	_ Adder = (*Client)(nil)
+	_ Adder = (*Witness)(nil)
+)
 
 // Target is a witness a log submits its checkpoints to.
 type Target struct {

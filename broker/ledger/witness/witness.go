@@ -129,7 +129,7 @@ func New(cfg Config) (*Witness, error) {
 // Name returns the witness's name, the name on its cosignatures.
 func (w *Witness) Name() string { return w.signer.Name() }
 
-// ConflictError is returned by Add when the caller's idea of the last
+// ConflictError is returned by AddCheckpoint when the caller's idea of the last
 // cosigned size is wrong. It wraps broker.ErrConflict.
 type ConflictError struct {
 	// Size is the size of the checkpoint the witness last cosigned.
@@ -142,7 +142,7 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Unwrap() error { return broker.ErrConflict }
 
-// Add cosigns checkpoint, a signed note from a known log, if it extends
+// AddCheckpoint cosigns checkpoint, a signed note from a known log, if it extends
 // the tree the witness last cosigned for that log: oldSize MUST be that
 // tree's size and proof a consistency proof from it to the checkpoint's
 // tree. It returns the cosignature line ("— <name> <base64>\n").
@@ -151,7 +151,7 @@ func (e *ConflictError) Unwrap() error { return broker.ErrConflict }
 // bad log signature; a *ConflictError (broker.ErrConflict) when oldSize is
 // not the size last cosigned; broker.ErrInvalid when the proof fails or the
 // checkpoint would fork or shrink the log.
-func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, checkpoint []byte) ([]byte, error) {
+func (w *Witness) AddCheckpoint(ctx context.Context, oldSize int64, proof tlog.TreeProof, checkpoint []byte) ([]byte, error) {
 	text := checkpoint
 	if i := bytes.Index(checkpoint, []byte("\n\n")); i >= 0 {
 		text = checkpoint[:i+1]
@@ -164,7 +164,7 @@ func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, 
 	if !ok {
 		return nil, fmt.Errorf("log %q: %w", unverified.Origin, broker.ErrNotFound)
 	}
-	c, _, err := ledger.OpenCheckpoint(checkpoint, logKey)
+	c, n, err := ledger.OpenCheckpoint(checkpoint, logKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", broker.ErrForbidden, err)
 	}
@@ -183,7 +183,8 @@ func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, 
 	if err := ledger.CheckConsistency(proof, last.Size, last.Root, c.Size, c.Hash); err != nil {
 		return nil, fmt.Errorf("log %s: %w", c.Origin, err)
 	}
-	signed, err := note.Sign(&note.Note{Text: string(c.Text())}, w.signer)
+	// Cosign the note text as the log signed it, extension lines and all.
+	signed, err := note.Sign(&note.Note{Text: n.Text}, w.signer)
 	if err != nil {
 		return nil, fmt.Errorf("cosign %s@%d: %w", c.Origin, c.Size, err)
 	}

@@ -2,6 +2,7 @@ package witness_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -76,7 +77,7 @@ func TestCosignatureFormat(t *testing.T) {
 	f := newFixture(t)
 	cp := f.grow(t, 5)
 	before := time.Now().Unix()
-	line, err := f.witness(t).Add(t.Context(), 0, nil, cp)
+	line, err := f.witness(t).AddCheckpoint(t.Context(), 0, nil, cp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,19 +122,19 @@ func TestCosignatureFormat(t *testing.T) {
 	}
 }
 
-func TestAdd(t *testing.T) {
+func TestAddCheckpoint(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	w := f.witness(t)
 	cp10 := f.grow(t, 10)
-	if _, err := w.Add(ctx, 0, nil, cp10); err != nil {
+	if _, err := w.AddCheckpoint(ctx, 0, nil, cp10); err != nil {
 		t.Fatal(err)
 	}
 	var conflict *witness.ConflictError
-	if _, err := w.Add(ctx, 0, nil, cp10); !errors.As(err, &conflict) || conflict.Size != 10 || !errors.Is(err, broker.ErrConflict) {
+	if _, err := w.AddCheckpoint(ctx, 0, nil, cp10); !errors.As(err, &conflict) || conflict.Size != 10 || !errors.Is(err, broker.ErrConflict) {
 		t.Errorf("stale old size: %v", err)
 	}
-	if _, err := w.Add(ctx, 10, nil, cp10); err != nil {
+	if _, err := w.AddCheckpoint(ctx, 10, nil, cp10); err != nil {
 		t.Errorf("same checkpoint again: %v", err)
 	}
 	cp20 := f.grow(t, 10)
@@ -143,29 +144,29 @@ func TestAdd(t *testing.T) {
 	}
 	bad := append(proof[:0:0], proof...)
 	bad[0][0] ^= 1
-	if _, err := w.Add(ctx, 10, bad, cp20); !errors.Is(err, broker.ErrInvalid) {
+	if _, err := w.AddCheckpoint(ctx, 10, bad, cp20); !errors.Is(err, broker.ErrInvalid) {
 		t.Errorf("bad proof: %v", err)
 	}
-	if _, err := w.Add(ctx, 10, proof, cp20); err != nil {
+	if _, err := w.AddCheckpoint(ctx, 10, proof, cp20); err != nil {
 		t.Fatal(err)
 	}
 	// Fork: the log signs another tree of size 20.
 	forkStore := memory.New()
 	ledgertest.BuildLog(t, forkStore, f.signer, ledgertest.Entries(t, 20))
 	_, fork, _ := forkStore.ReadCheckpoint(ctx)
-	if _, err := w.Add(ctx, 20, nil, fork); !errors.Is(err, broker.ErrInvalid) {
+	if _, err := w.AddCheckpoint(ctx, 20, nil, fork); !errors.Is(err, broker.ErrInvalid) {
 		t.Errorf("fork: %v", err)
 	}
 	// Forged log signature.
 	forger, _, _ := ledgertest.NewKey(t)
 	c, _, _ := ledger.OpenCheckpoint(cp20, f.logKey)
 	forged, _ := ledger.SignCheckpoint(c, forger)
-	if _, err := w.Add(ctx, 20, nil, forged); !errors.Is(err, broker.ErrForbidden) {
+	if _, err := w.AddCheckpoint(ctx, 20, nil, forged); !errors.Is(err, broker.ErrForbidden) {
 		t.Errorf("forged: %v", err)
 	}
 	// Unknown log.
 	other, _ := ledger.SignCheckpoint(ledger.Checkpoint{Origin: "other.test/log", Size: 1, Hash: ledger.EmptyRoot}, forger)
-	if _, err := w.Add(ctx, 0, nil, other); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := w.AddCheckpoint(ctx, 0, nil, other); !errors.Is(err, broker.ErrNotFound) {
 		t.Errorf("unknown log: %v", err)
 	}
 	// A restarted witness remembers.
@@ -265,7 +266,7 @@ func TestFollower(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	fo := &witness.Follower{Witness: f.witness(t), Source: verify.HTTPSource{BaseURL: srv.URL + "/ledger/", Client: srv.Client()}}
-	for _, n := range []int{1, 700, 60000 - 701, 1} {
+	for _, n := range []int{1, 700, 6000, 1} {
 		f.grow(t, n)
 		cp, line, err := fo.Step(t.Context())
 		if err != nil {
@@ -289,5 +290,67 @@ func TestFollower(t *testing.T) {
 	ledgertest.BuildLog(t, f.s, f.signer, ledgertest.Entries(t, 10))
 	if _, _, err := fo.Step(t.Context()); err == nil {
 		t.Error("witness cosigned an inconsistent tree")
+	}
+}
+
+func FuzzParseAddCheckpoint(f *testing.F) {
+	f.Add([]byte("old 3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\nlog\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— log AAAA\n"))
+	f.Add([]byte("old 0\n\nx"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		old, proof, cp, err := witness.ParseAddCheckpoint(b)
+		if err != nil {
+			return
+		}
+		if again := witness.MarshalAddCheckpoint(old, proof, cp); !bytes.Equal(again, b) {
+			t.Fatalf("request does not round-trip:\n%q\n%q", b, again)
+		}
+	})
+}
+
+func TestSubmitterInProcess(t *testing.T) {
+	f := newFixture(t)
+	sub, err := witness.NewSubmitter(f.s, []witness.Target{{Adder: f.witness(t), VerifierKey: f.wvkey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdown := sub.Start(t.Context(), 10*time.Millisecond, nil)
+	defer shutdown(t.Context())
+	f.grow(t, 30)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if lines, _ := f.s.ReadCosignatures(t.Context(), 30); len(lines) == 1 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no cosignature stored for size 30")
+}
+
+func TestFollowerStart(t *testing.T) {
+	f := newFixture(t)
+	h, err := ledger.Handler(f.s, ledger.HandlerConfig{VerifierKey: f.vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f.grow(t, 10)
+	fo := &witness.Follower{Witness: f.witness(t), Source: verify.HTTPSource{BaseURL: srv.URL, Client: srv.Client()}}
+	published := make(chan []byte, 10)
+	shutdown := fo.Start(t.Context(), 10*time.Millisecond, func(_ context.Context, _, line []byte) error {
+		select {
+		case published <- line:
+		default:
+		}
+		return nil
+	}, nil)
+	defer shutdown(context.Background())
+	select {
+	case line := <-published:
+		if !strings.HasPrefix(string(line), "— "+witnessName+" ") {
+			t.Errorf("published %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follower published nothing")
 	}
 }
