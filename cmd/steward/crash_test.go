@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -185,6 +186,29 @@ func crashRounds(t *testing.T, bin string, rng *rand.Rand, dataDir, dbURL string
 	}
 	if !rep.OK() || rep.Checkpoint.Size != size {
 		t.Errorf("verify after crashes:\n%s", rep)
+	}
+	// The built binary agrees, with the exit codes scripts rely on.
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"audit", "verify", "--log", s.base + "/ledger/", "--vkey", vkey, "--state", "none"}, exitPass},
+		{[]string{"audit", "verify", "--log", s.base + "/ledger/"}, exitUsage},
+		{[]string{"audit", "verify", "--log", s.base + "/nothing-here/", "--vkey", vkey, "--state", "none"}, exitCannotGo},
+	} {
+		var out bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || (code == exitPass && !strings.HasPrefix(out.String(), fmt.Sprintf("PASS %s size %d ", DefaultLedgerOrigin, size))) {
+			t.Errorf("steward %s: exit %d, want %d:\n%s", strings.Join(tc.args, " "), code, tc.code, out.String())
+		}
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
