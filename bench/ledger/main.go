@@ -55,6 +55,7 @@ func main() {
 	writers := fs.Int("writers", 64, "concurrent writers (append)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to write (append)")
 	batch := fs.Int("batch", 1, "entries per transaction (append)")
+	seqSQL := fs.Int("seqsql", 0, "PostgreSQL only, with -drain: sequence with one server-side INSERT … SELECT … sha256() statement per batch of this many entries instead of Storage.Sequence, to measure that design")
 	drainOnly := fs.Bool("drain", false, "start the sequencer and integrator only after writing, to time them alone (append)")
 	oneshot := fs.Bool("oneshot", false, "PostgreSQL only: stage each batch with one INSERT … SELECT unnest($1::bytea[]) statement in its own implicit transaction (one round trip) instead of Storage.Stage's BEGIN, one INSERT per entry, COMMIT (append)")
 	n := fs.Int64("n", 10_000_000, "tree size (proofs, genlog)")
@@ -73,7 +74,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "append":
-		err = appendBench(ctx, *db, *sqlitePath, *writers, *batch, *duration, *oneshot, *drainOnly)
+		err = appendBench(ctx, *db, *sqlitePath, *writers, *batch, *duration, *oneshot, *drainOnly, *seqSQL)
 	case "proofs":
 		err = proofBench(ctx, *db, *sqlitePath, *n, *samples)
 	case "genlog":
@@ -151,7 +152,7 @@ func newSigner() (note.Signer, string, error) {
 // stopLog stops the sequencer and integrator, once started.
 var stopLog = func() {}
 
-func appendBench(ctx context.Context, db, path string, writers, batch int, d time.Duration, oneshot, drainOnly bool) error {
+func appendBench(ctx context.Context, db, path string, writers, batch int, d time.Duration, oneshot, drainOnly bool, seqSQL int) error {
 	l, name, closeFn, err := openStore(ctx, db, path, writers+4)
 	if err != nil {
 		return err
@@ -262,8 +263,20 @@ func appendBench(ctx context.Context, db, path string, writers, batch int, d tim
 		// Time the two serialised steps one after the other, as the
 		// log's loops run them (batches of ledger.DefaultBatchMaxSize and
 		// checkpoints of up to ledger.DefaultIntegrateMaxSize entries).
+		sequence := func(ctx context.Context) (int64, error) { return l.Sequence(ctx, ledger.DefaultBatchMaxSize) }
+		if seqSQL > 0 {
+			if db == "" {
+				return fmt.Errorf("-seqsql needs -db")
+			}
+			pool, err := pgxpool.New(ctx, db)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			sequence = func(ctx context.Context) (int64, error) { return sequenceServerSide(ctx, pool, seqSQL) }
+		}
 		for size := startSize; size < want; {
-			if size, err = l.Sequence(ctx, ledger.DefaultBatchMaxSize); err != nil {
+			if size, err = sequence(ctx); err != nil {
 				return err
 			}
 		}
@@ -460,4 +473,33 @@ func genlog(ctx context.Context, n int64, out string) error {
 	}
 	fmt.Printf("exported to %s in %v\nvkey %s\n", out, time.Since(t0).Round(time.Millisecond), vkey)
 	return nil
+}
+
+// sequenceServerSide is a sketch of a faster PostgreSQL sequencer: the
+// entries never leave the server. One statement moves up to limit staged
+// entries into the leaf table at the next indices, computing their RFC
+// 6962 leaf hashes with sha256(), under the same coordination-row lock.
+func sequenceServerSide(ctx context.Context, pool *pgxpool.Pool, limit int) (int64, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var size int64
+	if err := tx.QueryRow(ctx, `SELECT size FROM ledger_coord WHERE id = 0 FOR UPDATE`).Scan(&size); err != nil {
+		return 0, err
+	}
+	tag, err := tx.Exec(ctx, `WITH moved AS (
+	DELETE FROM ledger_staged WHERE id IN (SELECT id FROM ledger_staged ORDER BY id LIMIT $2) RETURNING id, entry
+)
+INSERT INTO ledger_leaves (idx, entry, hash)
+SELECT $1::bigint + row_number() OVER (ORDER BY id) - 1, entry, sha256('\x00'::bytea || entry) FROM moved`, size, limit)
+	if err != nil {
+		return 0, err
+	}
+	size += tag.RowsAffected()
+	if _, err := tx.Exec(ctx, `UPDATE ledger_coord SET size = $1 WHERE id = 0`, size); err != nil {
+		return 0, err
+	}
+	return size, tx.Commit(ctx)
 }

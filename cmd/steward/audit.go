@@ -23,10 +23,10 @@ import (
 
 // Exit codes of `steward audit verify`, for scripts.
 const (
-	exitPass     = 0 // the log verified
-	exitFail     = 1 // the log is not what its signatures say: tampering, fork, rollback
-	exitUsage    = 2 // bad flags or arguments
-	exitCannotGo = 3 // the log could not be fetched or read
+	exitPass       = 0 // the log verified
+	exitFail       = 1 // the log is not what its signatures say: tampering, fork, rollback
+	exitUsage      = 2 // bad flags or arguments
+	exitCannotRead = 3 // the log could not be fetched or read
 )
 
 // exitError carries an exit code out of run; main uses ExitCode.
@@ -120,7 +120,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	vkey, err := readKeyArg(*vkeyArg)
 	if err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
@@ -130,7 +130,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	for _, p := range receipts {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return &exitError{exitCannotGo, fmt.Errorf("receipt: %w", err)}
+			return &exitError{exitCannotRead, fmt.Errorf("receipt: %w", err)}
 		}
 		var rc broker.Receipt
 		if err := json.Unmarshal(b, &rc); err != nil {
@@ -149,14 +149,14 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if state != "" {
 		if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
-			return &exitError{exitCannotGo, fmt.Errorf("state directory: %w", err)}
+			return &exitError{exitCannotRead, fmt.Errorf("state directory: %w", err)}
 		}
 	}
 
 	var src verify.Source
 	if *dir != "" {
 		if fi, err := os.Stat(*dir); err != nil || !fi.IsDir() {
-			return &exitError{exitCannotGo, fmt.Errorf("--dir %s is not a readable directory", *dir)}
+			return &exitError{exitCannotRead, fmt.Errorf("--dir %s is not a readable directory", *dir)}
 		}
 		src = verify.DirSource(*dir)
 	} else {
@@ -167,7 +167,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	rep, err := verify.Verify(ctx, src, verify.Config{VerifierKey: vkey, StatePath: state, Receipts: rcs, Parallel: *parallel})
 	if err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	if *jsonOut {
 		out := struct {
@@ -251,23 +251,23 @@ func auditExportCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			vkey = lines[1]
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return &exitError{exitCannotGo, fmt.Errorf("read ledger key: %w", err)}
+		return &exitError{exitCannotRead, fmt.Errorf("read ledger key: %w", err)}
 	}
 	s, _, err := backend.Open(ctx, c.DatabaseURL, c.DataDir)
 	if err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	defer s.Close()
 	if err := ledger.Export(ctx, s.Ledger(), *dir, vkey); err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	msg, err := os.ReadFile(filepath.Join(*dir, "checkpoint"))
 	if err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	cp, err := ledger.ParseCheckpoint(noteBody(msg))
 	if err != nil {
-		return &exitError{exitCannotGo, err}
+		return &exitError{exitCannotRead, err}
 	}
 	fmt.Fprintf(stdout, "exported %s size %d root %s to %s\n", cp.Origin, cp.Size, cp.Hash, *dir)
 	return nil

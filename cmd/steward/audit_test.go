@@ -350,10 +350,10 @@ func TestAuditVerifyExitCodes(t *testing.T) {
 		{"bad key", []string{"audit", "verify", "--dir", dir, "--vkey", "nonsense"}, exitUsage},
 		{"bad flag", []string{"audit", "verify", "--frob"}, exitUsage},
 		{"help", []string{"audit", "verify", "-h"}, exitPass},
-		{"missing key file", []string{"audit", "verify", "--dir", dir, "--vkey", "@" + filepath.Join(dir, "nope")}, exitCannotGo},
-		{"missing dir", []string{"audit", "verify", "--dir", filepath.Join(dir, "nope"), "--vkey", vkey, "--state", "none"}, exitCannotGo},
-		{"empty dir", []string{"audit", "verify", "--dir", dir, "--vkey", vkey, "--state", "none"}, exitCannotGo},
-		{"unreachable log", []string{"audit", "verify", "--log", "http://127.0.0.1:1/ledger/", "--vkey", vkey, "--state", "none"}, exitCannotGo},
+		{"missing key file", []string{"audit", "verify", "--dir", dir, "--vkey", "@" + filepath.Join(dir, "nope")}, exitCannotRead},
+		{"missing dir", []string{"audit", "verify", "--dir", filepath.Join(dir, "nope"), "--vkey", vkey, "--state", "none"}, exitCannotRead},
+		{"empty dir", []string{"audit", "verify", "--dir", dir, "--vkey", vkey, "--state", "none"}, exitCannotRead},
+		{"unreachable log", []string{"audit", "verify", "--log", "http://127.0.0.1:1/ledger/", "--vkey", vkey, "--state", "none"}, exitCannotRead},
 		{"export without dir", []string{"audit", "export", "--data-dir", dir}, exitUsage},
 	}
 	for _, tc := range tests {

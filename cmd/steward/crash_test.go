@@ -194,7 +194,7 @@ func crashRounds(t *testing.T, bin string, rng *rand.Rand, dataDir, dbURL string
 	}{
 		{[]string{"audit", "verify", "--log", s.base + "/ledger/", "--vkey", vkey, "--state", "none"}, exitPass},
 		{[]string{"audit", "verify", "--log", s.base + "/ledger/"}, exitUsage},
-		{[]string{"audit", "verify", "--log", s.base + "/nothing-here/", "--vkey", vkey, "--state", "none"}, exitCannotGo},
+		{[]string{"audit", "verify", "--log", s.base + "/nothing-here/", "--vkey", vkey, "--state", "none"}, exitCannotRead},
 	} {
 		var out bytes.Buffer
 		cmd := exec.Command(bin, tc.args...)

@@ -39,6 +39,15 @@ It also serves, on --addr:
   GET  /vkey             the witness's public key (cosignature/v1), for the log operator and auditors
   POST /add-checkpoint   the c2sp.org/tlog-witness protocol, for logs that push`
 
+// Log keys of the witness's lines, kept constant for alerting rules.
+const (
+	wlogKeyError   = "error"
+	wlogKeySize    = "size"
+	wlogKeyRoot    = "root"
+	wlogKeyURL     = "url"
+	wlogKeyWitness = "witness"
+)
+
 // witnessConfig is what `steward witness` reads from flags.
 type witnessConfig struct {
 	LogURL    string
@@ -180,7 +189,7 @@ func runWitness(ctx context.Context, w witnessConfig, log *slog.Logger, grace ti
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", w.Addr, err)
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "witness listening", slog.String("url", "http://"+ln.Addr().String()), slog.String("witness", wit.Name()))
+	log.LogAttrs(ctx, slog.LevelInfo, "witness listening", slog.String(wlogKeyURL, "http://"+ln.Addr().String()), slog.String(wlogKeyWitness, wit.Name()))
 
 	done := make(chan struct{})
 	go func() {
@@ -226,17 +235,17 @@ func (fl *follower) step(ctx context.Context) {
 		if errors.Is(err, broker.ErrInvalid) || errors.Is(err, broker.ErrForbidden) {
 			lvl = slog.LevelError // the log misbehaves: a bad signature, a fork or a rollback
 		}
-		fl.log.LogAttrs(ctx, lvl, "witness refused the log's checkpoint", slog.Any("error", err))
+		fl.log.LogAttrs(ctx, lvl, "witness refused the log's checkpoint", slog.Any(wlogKeyError, err))
 		return
 	}
 	n, err := note.Open(msg, note.VerifierList(fl.logKey))
 	if err != nil {
-		fl.log.LogAttrs(ctx, slog.LevelError, "cosigned checkpoint does not open", slog.Any("error", err))
+		fl.log.LogAttrs(ctx, slog.LevelError, "cosigned checkpoint does not open", slog.Any(wlogKeyError, err))
 		return
 	}
 	c, err := ledger.ParseCheckpoint([]byte(n.Text))
 	if err != nil {
-		fl.log.LogAttrs(ctx, slog.LevelError, "cosigned checkpoint does not parse", slog.Any("error", err))
+		fl.log.LogAttrs(ctx, slog.LevelError, "cosigned checkpoint does not parse", slog.Any(wlogKeyError, err))
 		return
 	}
 	if c == fl.submitted || fl.submitURL == "none" {
@@ -251,11 +260,11 @@ func (fl *follower) step(ctx context.Context) {
 	}
 	body.Write(line)
 	if err := fl.submit(ctx, body.Bytes()); err != nil {
-		fl.log.LogAttrs(ctx, slog.LevelWarn, "cosignature not delivered", slog.Int64("size", c.Size), slog.Any("error", err))
+		fl.log.LogAttrs(ctx, slog.LevelWarn, "cosignature not delivered", slog.Int64(wlogKeySize, c.Size), slog.Any(wlogKeyError, err))
 		return
 	}
 	fl.submitted = c
-	fl.log.LogAttrs(ctx, slog.LevelInfo, "cosigned", slog.Int64("size", c.Size), slog.String("root", c.Hash.String()))
+	fl.log.LogAttrs(ctx, slog.LevelInfo, "cosigned", slog.Int64(wlogKeySize, c.Size), slog.String(wlogKeyRoot, c.Hash.String()))
 }
 
 func (fl *follower) submit(ctx context.Context, body []byte) error {
