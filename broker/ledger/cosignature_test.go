@@ -10,6 +10,8 @@ import (
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/memory"
 	"github.com/stewardhq/steward/broker/ledger/witness"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestCosignatureHandlerRefuses(t *testing.T) {
@@ -23,15 +25,18 @@ func TestCosignatureHandlerRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// cosign appends a cosignature/v1 line by the witness key skey.
 	cosign := func(skey string) []byte {
-		w, err := witness.New(witness.Config{Key: skey, Logs: []string{vkey}})
+		signer, err := fnote.NewSignerForCosignatureV1(skey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		line, err := w.Add(t.Context(), 0, nil, msg)
+		text := msg[:bytes.Index(msg, []byte("\n\n"))+1]
+		signed, err := note.Sign(&note.Note{Text: string(text)}, signer)
 		if err != nil {
 			t.Fatal(err)
 		}
+		line := signed[bytes.LastIndex(signed[:len(signed)-1], []byte("\n"))+1:]
 		return append(append([]byte{}, msg...), line...)
 	}
 	good, unknown := cosign(wskey), cosign(oskey)
