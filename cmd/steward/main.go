@@ -3,6 +3,8 @@
 //	steward serve     run the broker (PostgreSQL with --database-url, else SQLite in --data-dir)
 //	steward demo      run on the embedded store with demo data, printing URLs and logins
 //	steward migrate   apply database migrations and exit
+//	steward audit     verify the ledger offline, or export it
+//	steward witness   follow and cosign the ledger, as a regulator
 //	steward version   print the version
 //
 // Every flag can also be set by a STEWARD_* environment variable (the flag
@@ -55,6 +57,8 @@ Commands:
   demo      start on the embedded SQLite store with demo data and print the URLs to open
   serve     run the broker (PostgreSQL if --database-url is set, else SQLite in --data-dir)
   migrate   apply database migrations and exit
+  audit     verify the ledger offline (audit verify) or export it (audit export)
+  witness   cosign the ledger's checkpoints after checking consistency, as a regulator
   version   print the version and exit
 
 Run 'steward <command> -h' for a command's flags. Every flag can also come
@@ -77,6 +81,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demoCmd(ctx, rest, stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, rest, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, rest, stdout, stderr)
+	case "witness":
+		return witnessCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "steward", versionString())
 		return nil

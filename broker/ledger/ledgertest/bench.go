@@ -1,0 +1,59 @@
+package ledgertest
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/broker/ledger"
+)
+
+// BenchAppend measures appends with group commit: writers goroutines each
+// stage one entry per transaction of their own (Storage.Stage, as a
+// business transaction would), while the sequencer and integrator run
+// (ledger.Start). b.N is the number of entries appended; it reports
+// appends/s (commits of stagers per second) and, after the timer stops,
+// checks that the integrator catches up with every entry.
+func BenchAppend(b *testing.B, s ledger.Storage, writers int) {
+	ctx := b.Context()
+	signer, _, _ := NewKey(b)
+	entries := Entries(b, 4096)
+	start, err := s.Size(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lg, shutdown, err := ledger.Start(ctx, s, ledger.Config{Signer: signer, Interval: 10 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	var next atomic.Int64
+	b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := entries[next.Add(1)%int64(len(entries))]
+			if err := s.Stage(ctx, e); err != nil {
+				b.Error(err)
+				return
+			}
+			lg.Kick()
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	want := start + int64(b.N)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		size, _, err := s.ReadCheckpoint(ctx)
+		if err == nil && size >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("integrator did not reach %d entries (at %d: %v)", want, size, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
