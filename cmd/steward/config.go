@@ -28,6 +28,7 @@ type config struct {
 	PolicyBundle    string
 	LedgerKeyFile   string
 	LedgerOrigin    string
+	WitnessKeys     string
 }
 
 // Defaults.
@@ -72,6 +73,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"policy-bundle": func() {
 			fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "OPA bundle (tar.gz) of regulatory Rego modules, instead of --policy-dir; reloaded on SIGHUP")
+		},
+		"witness-keys": func() {
+			fs.StringVar(&c.WitnessKeys, "witness-keys", "", "comma-separated cosignature/v1 verifier keys of the witnesses whose cosignatures POST /ledger/cosignature accepts (empty: none)")
 		},
 		"ledger-key-file": func() {
 			fs.StringVar(&c.LedgerKeyFile, "ledger-key-file", "", "the ledger's Ed25519 signed-note key file, created on first start (default <data-dir>/ledger.key)")

@@ -74,11 +74,31 @@ func startLedger(ctx context.Context, c config, s backend.Migrator, log *slog.Lo
 		_ = shutdown(context.Background())
 		return nil, err
 	}
-	return &ledgerParts{handler: h, shutdown: shutdown, vkey: vkey}, nil
+	parts := &ledgerParts{handler: h, shutdown: shutdown, vkey: vkey}
+	if keys := splitList(c.WitnessKeys); len(keys) > 0 {
+		parts.cosignatures, err = ledger.CosignatureHandler(storage, ledger.CosignatureConfig{VerifierKey: vkey, WitnessKeys: keys, Logger: log})
+		if err != nil {
+			_ = shutdown(context.Background())
+			return nil, fmt.Errorf("witness keys: %w", err)
+		}
+	}
+	return parts, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 type ledgerParts struct {
-	handler  http.Handler
-	shutdown func(context.Context) error
-	vkey     string
+	handler http.Handler
+	// cosignatures receives witness cosignatures; nil when no witness is configured.
+	cosignatures http.Handler
+	shutdown     func(context.Context) error
+	vkey         string
 }

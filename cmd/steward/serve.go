@@ -17,7 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "policy-dir", "policy-bundle"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "policy-dir", "policy-bundle"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -79,6 +79,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 			log.LogAttrs(sctx, slog.LevelError, "ledger shutdown", slog.Any("error", err))
 		}
 	}()
+	if lg.cosignatures != nil {
+		router.Post("/ledger/cosignature", lg.cosignatures.ServeHTTP)
+	}
 	router.Handle("/ledger/*", lg.handler)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -189,5 +191,85 @@ func TestWitnessKeyCreatedOnce(t *testing.T) {
 	skey2, vkey2, err := loadOrCreateWitnessKey(path, "other.name")
 	if err != nil || skey2 != skey || vkey2 != vkey {
 		t.Errorf("second load changed the key: %v", err)
+	}
+}
+
+// TestServeWithWitness runs the real serve with a configured witness key
+// and the real `steward witness` against it: firms registered through the
+// operator API grow the log, and serve's checkpoint comes back cosigned.
+func TestServeWithWitness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server and a witness")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	wskey, wvkey, err := witness.GenerateKey("witness.regulator.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wv, err := witness.NewCosignatureVerifier(wvkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "witness.key")
+	if err := os.WriteFile(keyFile, []byte(wskey+"\n"+wvkey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	op := strings.Repeat("k", 40)
+	c := config{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), OperatorToken: op, ShutdownTimeout: 5 * time.Second,
+		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin, WitnessKeys: wvkey}
+	baseURL := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, c, slog.New(slog.DiscardHandler), func(u string) { baseURL <- u }) }()
+	var base string
+	select {
+	case base = <-baseURL:
+	case err := <-served:
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/admin/firms",
+			strings.NewReader(fmt.Sprintf(`{"legal_name":"Firm %d Ltd","sector":"retail","jurisdiction":"GB"}`, i)))
+		req.Header.Set("Authorization", "Bearer "+op)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("register firm: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	logVKey := strings.TrimSpace(string(get(t, base+"/ledger/vkey")))
+	logKey, err := note.NewVerifier(logVKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- run(ctx, []string{"witness", "--log", base + "/ledger/", "--log-vkey", logVKey, "--key-file", keyFile,
+			"--state", filepath.Join(dir, "state.json"), "--addr", "127.0.0.1:0", "--interval", "50ms"}, &stdout, &stderr)
+	}()
+	verifiers := note.VerifierList(logKey, wv)
+	ok := false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(50 * time.Millisecond) {
+		nt, err := note.Open(get(t, base+"/ledger/checkpoint"), verifiers)
+		if err != nil {
+			continue
+		}
+		if cp, _ := ledger.ParseCheckpoint([]byte(nt.Text)); cp.Size < 3 {
+			continue
+		}
+		for _, sig := range nt.Sigs {
+			ok = ok || sig.Name == wv.Name()
+		}
+	}
+	if !ok {
+		t.Fatalf("serve never served a checkpoint cosigned by the witness; witness stderr:\n%s", stderr.String())
+	}
+	cancel()
+	<-wdone
+	if err := <-served; err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }
