@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"net/mail"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -75,8 +76,11 @@ type Firm struct {
 	Sector       string     `json:"sector"`
 	Jurisdiction string     `json:"jurisdiction"`
 	Status       FirmStatus `json:"status"`
-	CreatedAt    time.Time  `json:"created_at"`
-	UpdatedAt    time.Time  `json:"updated_at"`
+	// WebhookURL receives Steward's signed notifications (revocations,
+	// decisions on decoupled requests); empty when the firm polls.
+	WebhookURL string    `json:"webhook_url,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Validate checks a firm's fields, naming the first bad one.
@@ -95,7 +99,34 @@ func (f Firm) Validate() error {
 	default:
 		return fmt.Errorf("%w: firm status %q", ErrInvalid, f.Status)
 	}
+	if err := CheckWebhookURL(f.WebhookURL); err != nil {
+		return err
+	}
 	return checkJurisdiction(f.Jurisdiction)
+}
+
+// CheckWebhookURL accepts "" or an absolute https URL without user info or
+// fragment (http only for loopback hosts, for development).
+func CheckWebhookURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	bad := err != nil || u.Host == "" || u.User != nil || u.Fragment != "" || len(raw) > 2000
+	if !bad {
+		switch u.Scheme {
+		case "https":
+		case "http":
+			h := u.Hostname()
+			bad = h != "localhost" && h != "127.0.0.1" && h != "::1"
+		default:
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("%w: webhook_url must be an https URL (http only for localhost)", ErrInvalid)
+	}
+	return nil
 }
 
 // CanMoveTo reports whether an operator may move a firm from its status to next.

@@ -11,6 +11,7 @@ package consent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -176,6 +177,39 @@ func record(ctx context.Context, tx store.Tx, c broker.Consent, ev broker.Consen
 	return tx.StageLedgerEntry(ctx, b)
 }
 
+// ConsentEnded is the data of the consent.revoked and consent.expired
+// webhooks: the firm must stop using, and delete, what it received under
+// the consent, and confirm the deletion (recorded as deletion.attested).
+type ConsentEnded struct {
+	ConsentID  broker.ConsentID `json:"consent_id"`
+	Customer   broker.Pseudonym `json:"customer"`
+	State      string           `json:"state"`
+	Categories []string         `json:"categories"`
+	Purpose    string           `json:"purpose"`
+	EndedAt    time.Time        `json:"ended_at"`
+	Action     string           `json:"action"`
+}
+
+// announceEnd enqueues the webhook telling the firm a consent ended, in
+// the same transaction as the change, if the firm takes webhooks.
+func announceEnd(ctx context.Context, tx store.Tx, c broker.Consent) error {
+	f, err := tx.GetFirm(ctx, c.FirmID)
+	if err != nil || f.WebhookURL == "" {
+		return err
+	}
+	psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(ConsentEnded{ConsentID: c.ID, Customer: psn, State: string(c.State), Categories: c.Granted.Categories,
+		Purpose: c.Granted.Purpose, EndedAt: c.EndedAt, Action: "delete_data"})
+	if err != nil {
+		return err
+	}
+	return tx.EnqueueWebhook(ctx, broker.WebhookDelivery{ID: broker.NewWebhookID(), FirmID: f.ID, URL: f.WebhookURL,
+		EventType: "consent." + string(c.State), Payload: data, State: broker.WebhookPending, NextAttemptAt: c.EndedAt, CreatedAt: c.EndedAt})
+}
+
 // latestDecision returns the hash and terms hash of the newest decision
 // record about a consent, for entries that must cite it.
 func latestDecision(ctx context.Context, tx store.Tx, id broker.ConsentID) (hash, termsHash string, err error) {
@@ -261,7 +295,13 @@ func (s *Service) transition(ctx context.Context, customer broker.CustomerID, id
 		if err != nil {
 			return err
 		}
-		return record(ctx, tx, next, ev, hash, terms)
+		if err := record(ctx, tx, next, ev, hash, terms); err != nil {
+			return err
+		}
+		if next.State == broker.ConsentRevoked {
+			return announceEnd(ctx, tx, next)
+		}
+		return nil
 	})
 	if err != nil {
 		return broker.Consent{}, fmt.Errorf("consent %s: %w", id, err)
@@ -296,7 +336,10 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 			if err := tx.UpdateConsent(ctx, next, ev); err != nil {
 				return err
 			}
-			return record(ctx, tx, next, ev, "", "")
+			if err := record(ctx, tx, next, ev, "", ""); err != nil {
+				return err
+			}
+			return announceEnd(ctx, tx, next)
 		})
 		switch {
 		case err == nil:

@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -329,4 +330,57 @@ func asStrings(ts []broker.EntryType) []string {
 		out[i] = string(t)
 	}
 	return out
+}
+
+// TestEndAnnounced: revoking or expiring a consent of a firm that takes
+// webhooks enqueues, in the same transaction, a delivery asking it to
+// delete the data; a firm without a webhook URL gets none.
+func TestEndAnnounced(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		fx := setup(t, s)
+		ctx := t.Context()
+		if err := s.Update(ctx, func(tx store.Tx) error {
+			_, err := tx.SetFirmWebhook(ctx, fx.bank.ID, "https://northwind.example/hooks", fx.now)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		grant := func(f broker.Firm, d string) broker.ConsentID {
+			out, err := fx.svc.Request(ctx, fx.customer.ID, f.ID, "", request("ServiceProvision", d, "Contact"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fx.svc.Approve(ctx, fx.customer.ID, out.Consent.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			return out.Consent.ID
+		}
+		revoked, expiring, quiet := grant(fx.bank, "P30D"), grant(fx.bank, "P1D"), grant(fx.retail, "P30D")
+		if _, err := fx.svc.Revoke(ctx, fx.customer.ID, revoked, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.svc.Revoke(ctx, fx.customer.ID, quiet, ""); err != nil {
+			t.Fatal(err)
+		}
+		fx.now = fx.now.Add(48 * time.Hour)
+		if n, err := fx.svc.ExpireDue(ctx, 10); err != nil || n != 1 {
+			t.Fatalf("ExpireDue = %d, %v", n, err)
+		}
+		var got []broker.WebhookDelivery
+		_ = s.View(ctx, func(tx store.Tx) (err error) { got, err = tx.ListWebhooks(ctx, "", store.Page{}); return err })
+		seen := map[broker.ConsentID]string{}
+		for _, d := range got {
+			var ev consent.ConsentEnded
+			if err := json.Unmarshal(d.Payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if d.FirmID != fx.bank.ID || ev.Action != "delete_data" || !strings.HasPrefix(string(ev.Customer), "psn_") {
+				t.Errorf("delivery %+v / %+v", d, ev)
+			}
+			seen[ev.ConsentID] = d.EventType
+		}
+		if len(got) != 2 || seen[revoked] != "consent.revoked" || seen[expiring] != "consent.expired" {
+			t.Errorf("deliveries %v; want revoked and expired for the bank only", seen)
+		}
+	})
 }

@@ -171,6 +171,9 @@ type Tx interface {
 	// move is not allowed by broker.FirmStatus.CanMoveTo.
 	SetFirmStatus(ctx context.Context, id broker.FirmID, status broker.FirmStatus, at time.Time) (broker.Firm, error)
 
+	// SetFirmWebhook sets where the firm receives webhooks ("" for none).
+	SetFirmWebhook(ctx context.Context, id broker.FirmID, url string, at time.Time) (broker.Firm, error)
+
 	CreateClient(ctx context.Context, c broker.Client) error
 	GetClient(ctx context.Context, id broker.ClientID) (broker.Client, error)
 	ListClients(ctx context.Context, firm broker.FirmID) ([]broker.Client, error)
@@ -220,6 +223,18 @@ type Tx interface {
 	SearchLedger(ctx context.Context, f LedgerFilter) ([]IndexedEntry, error)
 	// LedgerReport aggregates the ledger over [from, to) for regulators.
 	LedgerReport(ctx context.Context, from, to time.Time) (LedgerReport, error)
+
+	// EnqueueWebhook adds a delivery to the outbox; it commits with the
+	// transaction or not at all.
+	EnqueueWebhook(ctx context.Context, d broker.WebhookDelivery) error
+	// ClaimWebhooks leases up to limit pending deliveries due at now for
+	// lease, so no other worker attempts them meanwhile, and returns them.
+	ClaimWebhooks(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]broker.WebhookDelivery, error)
+	// FinishWebhook records an attempt's outcome: d.State, d.Attempts,
+	// d.NextAttemptAt, d.LastError, d.DeliveredAt; the lease is released.
+	FinishWebhook(ctx context.Context, d broker.WebhookDelivery) error
+	// ListWebhooks lists deliveries in a state ("" for all), by id.
+	ListWebhooks(ctx context.Context, state broker.WebhookState, p Page) ([]broker.WebhookDelivery, error)
 
 	// StageLedgerEntry queues a canonical ledger entry to be sequenced
 	// into the log; it commits with the transaction or not at all.

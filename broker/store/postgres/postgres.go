@@ -44,8 +44,9 @@ var dialect = &relational.Dialect{
 			return *t, true
 		}
 	},
-	LockSuffix: " FOR UPDATE",
-	MapError:   mapError,
+	LockSuffix:       " FOR UPDATE",
+	SkipLockedSuffix: " FOR UPDATE SKIP LOCKED",
+	MapError:         mapError,
 }
 
 func mapError(err error) error {

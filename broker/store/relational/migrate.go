@@ -21,7 +21,10 @@ type Migration struct {
 }
 
 // LoadMigrations reads *.up.sql files from fsys, ordered by version.
-// Versions must start at 1 and have no gaps or duplicates.
+// Versions must be unique and positive. Gaps are allowed, so work on
+// several branches can reserve numbers; each version is applied once, and
+// one that appears later with a lower number is still applied (Migrate
+// records versions, not a high-water mark).
 func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	names, err := fs.Glob(fsys, "*.up.sql")
 	if err != nil {
@@ -41,9 +44,9 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 		ms = append(ms, Migration{Version: v, Name: strings.TrimSuffix(rest, ".up.sql"), SQL: string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
-	for i, m := range ms {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must run 1, 2, 3… without gaps", m.Version, path.Base(m.Name))
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version == ms[i-1].Version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", path.Base(ms[i-1].Name), path.Base(ms[i].Name), ms[i].Version)
 		}
 	}
 	return ms, nil

@@ -64,19 +64,19 @@ func (tx *Tx) ListCustomers(ctx context.Context, p store.Page) ([]broker.Custome
 	return out, nil
 }
 
-const firmColumns = `id, legal_name, sector, jurisdiction, status, created_at, updated_at`
+const firmColumns = `id, legal_name, sector, jurisdiction, status, webhook_url, created_at, updated_at`
 
 func scanFirm(s *scanner, f *broker.Firm) *scanner {
 	return s.str((*string)(&f.ID)).str(&f.LegalName).str(&f.Sector).str(&f.Jurisdiction).
-		str((*string)(&f.Status)).time(&f.CreatedAt).time(&f.UpdatedAt)
+		str((*string)(&f.Status)).str(&f.WebhookURL).time(&f.CreatedAt).time(&f.UpdatedAt)
 }
 
 func (tx *Tx) CreateFirm(ctx context.Context, f broker.Firm) error {
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("create firm: %w", err)
 	}
-	_, err := tx.Q.Exec(ctx, `INSERT INTO firms (`+firmColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		f.ID, f.LegalName, f.Sector, f.Jurisdiction, string(f.Status), tx.t(f.CreatedAt), tx.t(f.UpdatedAt))
+	_, err := tx.Q.Exec(ctx, `INSERT INTO firms (`+firmColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		f.ID, f.LegalName, f.Sector, f.Jurisdiction, string(f.Status), f.WebhookURL, tx.t(f.CreatedAt), tx.t(f.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create firm %s: %w", f.ID, tx.err(err))
 	}
@@ -125,6 +125,16 @@ func (tx *Tx) SetFirmStatus(ctx context.Context, id broker.FirmID, status broker
 	}
 	f.Status, f.UpdatedAt = status, T(at)
 	return f, nil
+}
+
+func (tx *Tx) SetFirmWebhook(ctx context.Context, id broker.FirmID, url string, at time.Time) (broker.Firm, error) {
+	if err := broker.CheckWebhookURL(url); err != nil {
+		return broker.Firm{}, err
+	}
+	if err := tx.execOne(ctx, `UPDATE firms SET webhook_url = $1, updated_at = $2 WHERE id = $3`, url, tx.t(at), id); err != nil {
+		return broker.Firm{}, fmt.Errorf("set firm %s webhook: %w", id, err)
+	}
+	return tx.getFirm(ctx, id, "")
 }
 
 const clientColumns = `id, firm_id, name, redirect_uris, jwks, jwks_uri, status, created_at`

@@ -45,6 +45,10 @@ type Dialect struct {
 	// LockSuffix is appended to a SELECT that must lock its row inside a
 	// read-write transaction (" FOR UPDATE"), or "".
 	LockSuffix string
+	// SkipLockedSuffix is appended to a SELECT that claims work rows, so
+	// concurrent workers pass over rows another has locked (" FOR UPDATE
+	// SKIP LOCKED"), or "" where writers are serialized anyway.
+	SkipLockedSuffix string
 	// MapError translates driver errors into broker sentinels (ErrNotFound
 	// for no rows, ErrConflict for unique violations, ErrNotFound for a
 	// missing foreign key), wrapping the original; it returns nil for nil.

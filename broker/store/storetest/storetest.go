@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Disclosures", testDisclosures},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
+		{"Webhooks", testWebhooks},
 		{"Rollback", testRollback},
 		{"ReadOnlyView", testReadOnlyView},
 	}
@@ -224,13 +225,23 @@ func testFirms(t *testing.T, s store.Store) {
 		return err
 	})
 	wantErr(t, err, broker.ErrNotFound)
+	update(t, s, func(tx store.Tx) error {
+		got, err := tx.SetFirmWebhook(ctx, f.ID, "https://northwind.example/steward/hooks", later)
+		if err != nil || got.WebhookURL != "https://northwind.example/steward/hooks" {
+			t.Errorf("SetFirmWebhook = %+v, %v", got, err)
+		}
+		return err
+	})
+	for _, bad := range []string{"http://northwind.example/hooks", "ftp://x", "https://user:pw@x.example/", "/relative"} {
+		wantErr(t, s.Update(ctx, func(tx store.Tx) error { _, err := tx.SetFirmWebhook(ctx, f.ID, bad, later); return err }), broker.ErrInvalid)
+	}
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.GetFirm(ctx, f.ID)
 		if err != nil {
 			return err
 		}
 		want := f
-		want.Status, want.UpdatedAt = broker.FirmApproved, later
+		want.Status, want.UpdatedAt, want.WebhookURL = broker.FirmApproved, later, "https://northwind.example/steward/hooks"
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("GetFirm (-want +got):\n%s", diff)
 		}
@@ -880,6 +891,82 @@ func testDecisions(t *testing.T, s store.Store) {
 		wantErr(t, err, broker.ErrInvalid)
 		_, err = tx.GetDecision(ctx, "sha256:none")
 		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+}
+
+func testWebhooks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, f := Fixture(t, s)
+	var ids []string
+	update(t, s, func(tx store.Tx) error {
+		for i := range 20 {
+			d := broker.WebhookDelivery{ID: broker.NewWebhookID(), FirmID: f.ID, URL: "https://acme.example/hooks", EventType: "consent.revoked",
+				Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)), NextAttemptAt: Now, CreatedAt: Now}
+			ids = append(ids, d.ID)
+			if err := tx.EnqueueWebhook(ctx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// Eight workers claim at once: every delivery goes to exactly one.
+	var mu sync.Mutex
+	claimed := map[string]int{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			var got []broker.WebhookDelivery
+			err := s.Update(ctx, func(tx store.Tx) (err error) { got, err = tx.ClaimWebhooks(ctx, Now, 5, time.Minute); return err })
+			if err != nil && !errors.Is(err, broker.ErrConflict) {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range got {
+				claimed[d.ID]++
+			}
+		})
+	}
+	wg.Wait()
+	for id, n := range claimed {
+		if n != 1 {
+			t.Errorf("delivery %s claimed %d times", id, n)
+		}
+	}
+	// While leased, nothing more is handed out; after the lease, the rest is.
+	var again []broker.WebhookDelivery
+	update(t, s, func(tx store.Tx) (err error) {
+		again, err = tx.ClaimWebhooks(ctx, Now.Add(time.Second), 100, time.Minute)
+		return err
+	})
+	if len(again) != len(ids)-len(claimed) {
+		t.Errorf("second claim got %d, want the %d unclaimed", len(again), len(ids)-len(claimed))
+	}
+	first := again
+	if len(first) == 0 {
+		update(t, s, func(tx store.Tx) (err error) {
+			first, err = tx.ClaimWebhooks(ctx, Now.Add(2*time.Minute), 1, time.Minute)
+			return err
+		})
+	}
+	d := first[0]
+	d.State, d.Attempts, d.DeliveredAt = broker.WebhookDelivered, 1, Now.Add(time.Second)
+	update(t, s, func(tx store.Tx) error { return tx.FinishWebhook(ctx, d) })
+	// A finished delivery cannot be finished again (a late worker loses).
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.FinishWebhook(ctx, d) }), broker.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		done, err := tx.ListWebhooks(ctx, broker.WebhookDelivered, store.Page{})
+		if err != nil {
+			return err
+		}
+		if len(done) != 1 || done[0].ID != d.ID || string(done[0].Payload) != string(d.Payload) || done[0].Attempts != 1 {
+			t.Errorf("delivered list = %+v", done)
+		}
+		all, _ := tx.ListWebhooks(ctx, "", store.Page{})
+		if len(all) != len(ids) {
+			t.Errorf("%d deliveries listed, want %d", len(all), len(ids))
+		}
 		return nil
 	})
 }
