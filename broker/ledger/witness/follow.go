@@ -100,7 +100,7 @@ func (f *Follower) Start(ctx context.Context, interval time.Duration, publish fu
 				err = publish(ctx, cp, line)
 			}
 			if err != nil && ctx.Err() == nil {
-				log.LogAttrs(ctx, slog.LevelError, "witness follow step failed", slog.Any("error", err))
+				log.LogAttrs(ctx, slog.LevelError, "witness follow step failed", slog.Any(logKeyError, err))
 			}
 			select {
 			case <-ctx.Done():

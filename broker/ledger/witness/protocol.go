@@ -22,6 +22,13 @@ import (
 // cosignatures and a consistency proof of at most 63 hashes.
 const maxRequest = 16 << 10
 
+// Log keys, kept constant so dashboards can rely on them.
+const (
+	logKeyError  = "error"
+	logKeySize   = "size"
+	logKeyStatus = "status"
+)
+
 // sizeContentType is the media type of a 409 response body.
 const sizeContentType = "text/x.tlog.size"
 
@@ -117,7 +124,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	code, msg, lvl := http.StatusInternalServerError, "internal error", slog.LevelError
 	switch {
 	case errors.As(err, &conflict):
-		log.LogAttrs(r.Context(), slog.LevelDebug, "add-checkpoint conflict", slog.Int64("size", conflict.Size))
+		log.LogAttrs(r.Context(), slog.LevelDebug, "add-checkpoint conflict", slog.Int64(logKeySize, conflict.Size))
 		w.Header().Set("Content-Type", sizeContentType)
 		w.WriteHeader(http.StatusConflict)
 		fmt.Fprintf(w, "%d\n", conflict.Size)
@@ -129,7 +136,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, broker.ErrInvalid):
 		code, msg, lvl = http.StatusUnprocessableEntity, "checkpoint not consistent", slog.LevelWarn
 	}
-	log.LogAttrs(r.Context(), lvl, "add-checkpoint refused", slog.Int("status", code), slog.Any("error", err))
+	log.LogAttrs(r.Context(), lvl, "add-checkpoint refused", slog.Int(logKeyStatus, code), slog.Any(logKeyError, err))
 	http.Error(w, msg, code)
 }
 

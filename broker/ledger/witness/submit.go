@@ -124,7 +124,7 @@ func (sub *Submitter) Start(ctx context.Context, interval time.Duration, log *sl
 		defer t.Stop()
 		for {
 			if err := sub.Submit(ctx); err != nil && ctx.Err() == nil {
-				log.LogAttrs(ctx, slog.LevelError, "witness submission failed", slog.Any("error", err))
+				log.LogAttrs(ctx, slog.LevelError, "witness submission failed", slog.Any(logKeyError, err))
 			}
 			select {
 			case <-ctx.Done():
