@@ -99,6 +99,8 @@ func mountAdmin(r chi.Router, cfg Config) {
 	r.Get("/firms/{id}", a.getFirm)
 	r.Post("/firms/{id}/approve", a.setFirmStatus(broker.FirmApproved))
 	r.Post("/firms/{id}/suspend", a.setFirmStatus(broker.FirmSuspended))
+	r.Put("/firms/{id}/webhook", a.setFirmWebhook)
+	r.Get("/webhooks", a.listWebhooks)
 	r.Get("/customers", a.listCustomers)
 	r.Post("/customers", a.createCustomer)
 	r.Get("/customers/{id}", a.getCustomer)
@@ -220,6 +222,56 @@ func stageFirmEntry(ctx context.Context, tx store.Tx, typ broker.EntryType, f br
 		return err
 	}
 	return tx.StageLedgerEntry(ctx, b)
+}
+
+// WebhookRequest is the body of PUT /v1/admin/firms/{id}/webhook.
+type WebhookRequest struct {
+	URL string `json:"url"`
+}
+
+func (a admin) setFirmWebhook(w http.ResponseWriter, r *http.Request) {
+	id, err := broker.ParseFirmID(chi.URLParam(r, "id"))
+	if err != nil {
+		a.fail(w, r, broker.ErrNotFound)
+		return
+	}
+	var req WebhookRequest
+	if err := decodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var f broker.Firm
+	err = a.cfg.Store.Update(r.Context(), func(tx store.Tx) (err error) {
+		f, err = tx.SetFirmWebhook(r.Context(), id, req.URL, a.cfg.Now())
+		return err
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// listWebhooks lists webhook deliveries; ?state=dead is the dead-letter list.
+func (a admin) listWebhooks(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	state := broker.WebhookState(r.URL.Query().Get("state"))
+	switch state {
+	case "", broker.WebhookPending, broker.WebhookDelivered, broker.WebhookDead:
+	default:
+		a.fail(w, r, badRequest("invalid-query", "state must be pending, delivered or dead"))
+		return
+	}
+	var ds []broker.WebhookDelivery
+	if err := a.cfg.Store.View(r.Context(), func(tx store.Tx) (err error) { ds, err = tx.ListWebhooks(r.Context(), state, p); return err }); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(ds, p, func(d broker.WebhookDelivery) string { return d.ID }))
 }
 
 // NewCustomerRequest is the body of POST /v1/admin/customers.

@@ -17,6 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
+	"github.com/stewardhq/steward/broker/store/storetest"
 )
 
 const token = "test-operator-token-0123456789abcdef"
@@ -230,6 +231,7 @@ func TestOperatorAuth(t *testing.T) {
 	routes := []struct{ method, path string }{
 		{"GET", "/v1/admin/firms"}, {"POST", "/v1/admin/firms"}, {"GET", "/v1/admin/firms/" + string(broker.NewFirmID())},
 		{"POST", "/v1/admin/firms/" + string(broker.NewFirmID()) + "/approve"}, {"POST", "/v1/admin/firms/" + string(broker.NewFirmID()) + "/suspend"},
+		{"PUT", "/v1/admin/firms/" + string(broker.NewFirmID()) + "/webhook"}, {"GET", "/v1/admin/webhooks"},
 		{"GET", "/v1/admin/customers"}, {"POST", "/v1/admin/customers"}, {"GET", "/v1/admin/customers/" + string(broker.NewCustomerID())},
 	}
 	body := []byte(`{"legal_name":"X Ltd","sector":"retail","jurisdiction":"GB"}`)
@@ -334,4 +336,33 @@ func TestProblemsForUnknownRoutes(t *testing.T) {
 	if !strings.Contains(srv.logs.String(), `"request_id"`) {
 		t.Error("access log lines carry no request_id")
 	}
+}
+
+func TestWebhookAdmin(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		srv := newServer(t, s)
+		_, body := srv.admin(t, "POST", "/v1/admin/firms", httpapi.NewFirmRequest{LegalName: "Acme Retail Ltd", Sector: "retail", Jurisdiction: "GB"})
+		f := decode[broker.Firm](t, body)
+		resp, body := srv.admin(t, "PUT", "/v1/admin/firms/"+string(f.ID)+"/webhook", httpapi.WebhookRequest{URL: "https://acme.example/steward"})
+		if resp.StatusCode != 200 || decode[broker.Firm](t, body).WebhookURL != "https://acme.example/steward" {
+			t.Fatalf("set webhook = %d %s", resp.StatusCode, body)
+		}
+		for _, bad := range []string{"http://acme.example/x", "javascript:alert(1)", "https://u:p@acme.example/"} {
+			if resp, _ := srv.admin(t, "PUT", "/v1/admin/firms/"+string(f.ID)+"/webhook", httpapi.WebhookRequest{URL: bad}); resp.StatusCode != 400 {
+				t.Errorf("webhook %q = %d, want 400", bad, resp.StatusCode)
+			}
+		}
+		dead := broker.WebhookDelivery{ID: broker.NewWebhookID(), FirmID: f.ID, URL: "https://acme.example/steward", EventType: "consent.revoked",
+			Payload: []byte(`{}`), State: broker.WebhookDead, Attempts: 10, LastError: "answered 500", NextAttemptAt: storetest.Now, CreatedAt: storetest.Now}
+		if err := s.Update(t.Context(), func(tx store.Tx) error { return tx.EnqueueWebhook(t.Context(), dead) }); err != nil {
+			t.Fatal(err)
+		}
+		_, body = srv.admin(t, "GET", "/v1/admin/webhooks?state=dead", nil)
+		if l := decode[struct{ Items []broker.WebhookDelivery }](t, body); len(l.Items) != 1 || l.Items[0].ID != dead.ID {
+			t.Errorf("dead letters = %s", body)
+		}
+		if resp, _ := srv.admin(t, "GET", "/v1/admin/webhooks?state=lost", nil); resp.StatusCode != 400 {
+			t.Errorf("bad state = %d", resp.StatusCode)
+		}
+	})
 }

@@ -29,6 +29,7 @@ type config struct {
 	LedgerKeyFile   string
 	LedgerOrigin    string
 	WitnessKeys     string
+	WebhookKeyFile  string
 }
 
 // Defaults.
@@ -73,6 +74,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"policy-bundle": func() {
 			fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "OPA bundle (tar.gz) of regulatory Rego modules, instead of --policy-dir; reloaded on SIGHUP")
+		},
+		"webhook-key-file": func() {
+			fs.StringVar(&c.WebhookKeyFile, "webhook-key-file", "", "Ed25519 key that signs webhooks to firms, created on first start (default <data-dir>/webhook.key)")
 		},
 		"witness-keys": func() {
 			fs.StringVar(&c.WitnessKeys, "witness-keys", "", "comma-separated cosignature/v1 verifier keys of the witnesses whose cosignatures POST /ledger/cosignature accepts (empty: none)")

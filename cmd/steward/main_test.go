@@ -107,6 +107,12 @@ func TestDemoBinary(t *testing.T) {
 	if _, err := note.Open(ckpt, note.VerifierList(v)); err != nil {
 		t.Errorf("checkpoint %q does not verify: %v", ckpt, err)
 	}
+	var jwks struct {
+		Keys []struct{ Kty, Crv, Kid, Alg string }
+	}
+	if err := json.Unmarshal(get(t, base+"/webhooks/jwks.json"), &jwks); err != nil || len(jwks.Keys) != 1 || jwks.Keys[0].Alg != "EdDSA" {
+		t.Errorf("webhook JWKS = %+v, %v", jwks, err)
+	}
 	if _, err := os.Stat(filepath.Join(dataDir, "steward.db")); err != nil {
 		t.Errorf("no SQLite file in the data directory: %v", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "policy-dir", "policy-bundle"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -61,6 +62,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	pol.reloadOnHangup(ctx)
 	log.LogAttrs(ctx, slog.LevelInfo, "policy in force", slog.String("policy_hash", pol.engine.PolicyHash()))
 
+	sender, stopWork, err := startWorkers(context.WithoutCancel(ctx), c, s, pol.engine, log)
+	if err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	defer stopWork()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken,
@@ -83,6 +90,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 		router.Post("/ledger/cosignature", lg.cosignatures.ServeHTTP)
 	}
 	router.Handle("/ledger/*", lg.handler)
+	router.Get("/webhooks/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_ = json.NewEncoder(w).Encode(sender.JWKS())
+	})
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
