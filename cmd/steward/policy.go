@@ -79,8 +79,12 @@ func (p *policyRuntime) Reload(ctx context.Context) (string, error) {
 
 // record stages a policy.bundle entry unless the newest one logged
 // already names the version in force (a restart with the same rules).
+// The built-in rules alone are logged only once an operator's rules have
+// been: until then the binary's version identifies them, and every
+// decision record carries the policy hash either way.
 func (p *policyRuntime) record(ctx context.Context) error {
 	hash := p.engine.PolicyHash()
+	operator := p.dir != "" || p.bundle != ""
 	return p.store.Update(ctx, func(tx store.Tx) error {
 		last, after := "", int64(-1)
 		for {
@@ -93,7 +97,7 @@ func (p *policyRuntime) record(ctx context.Context) error {
 			}
 			last, after = page[len(page)-1].Entry.BundleHash, page[len(page)-1].Index
 		}
-		if last == hash {
+		if last == hash || (last == "" && !operator) {
 			return nil
 		}
 		b, err := broker.Entry{Type: broker.EntryPolicyBundle, Time: time.Now(), BundleHash: hash}.CanonicalBytes()
