@@ -118,6 +118,18 @@ func (s *Store) Ledger() *relational.Ledger {
 	}
 }
 
+// OAuth returns the OAuth authorization server's storage on this database.
+func (s *Store) OAuth() *relational.OAuth {
+	return &relational.OAuth{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+	}
+}
+
 // Pool exposes the pgx pool for packages that add their own tables.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

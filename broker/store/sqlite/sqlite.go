@@ -125,6 +125,18 @@ func (s *Store) Ledger() *relational.Ledger {
 	}
 }
 
+// OAuth returns the OAuth authorization server's storage in this file.
+func (s *Store) OAuth() *relational.OAuth {
+	return &relational.OAuth{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.update(ctx, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return run(ctx, s.reader, &sql.TxOptions{ReadOnly: true}, false, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+	}
+}
+
 // Exec runs a statement on the writer outside the store's API. Tests use
 // it to damage the database the way an attacker with file access could.
 func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
