@@ -69,7 +69,7 @@ func (p *Provider) logReject(ctx context.Context, what string, err error) {
 // PAR is the pushed authorization request endpoint (RFC 9126).
 func (p *Provider) PAR() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx := withClientCache(r.Context())
 		ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
@@ -90,7 +90,7 @@ func (p *Provider) PAR() http.Handler {
 // client_credentials grants.
 func (p *Provider) Token() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx := withClientCache(r.Context())
 		sess := NewSession("")
 		ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 		if err != nil {
@@ -126,7 +126,7 @@ func (p *Provider) Token() http.Handler {
 // to itself; any other token is reported inactive.
 func (p *Provider) Introspect() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx := withClientCache(r.Context())
 		if r.Method != http.MethodPost {
 			p.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("Use POST."))
 			return
@@ -163,7 +163,7 @@ func (p *Provider) Introspect() http.Handler {
 // token ends its whole grant; a client may only revoke its own tokens.
 func (p *Provider) Revoke() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx := withClientCache(r.Context())
 		err := p.oauth.NewRevocationRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "revocation", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -113,7 +114,41 @@ func (f *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return c, nil
 }
 
+// clientCache remembers, for one HTTP request, the clients already
+// loaded: fosite reloads the client with every stored request it reads.
+type clientCache struct {
+	mu sync.Mutex
+	m  map[broker.ClientID]*client
+}
+
+type clientCacheKey struct{}
+
+// withClientCache starts a request's client cache. Only request handlers
+// call it, so a client's status is read afresh on every request.
+func withClientCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, clientCacheKey{}, &clientCache{m: map[broker.ClientID]*client{}})
+}
+
 func (f *fositeStore) client(ctx context.Context, id broker.ClientID) (*client, error) {
+	cache, _ := ctx.Value(clientCacheKey{}).(*clientCache)
+	if cache != nil {
+		cache.mu.Lock()
+		c, ok := cache.m[id]
+		cache.mu.Unlock()
+		if ok {
+			return c, nil
+		}
+	}
+	c, err := f.loadClient(ctx, id)
+	if err == nil && cache != nil {
+		cache.mu.Lock()
+		cache.m[id] = c
+		cache.mu.Unlock()
+	}
+	return c, err
+}
+
+func (f *fositeStore) loadClient(ctx context.Context, id broker.ClientID) (*client, error) {
 	if _, err := broker.ParseClientID(string(id)); err != nil {
 		return nil, fosite.ErrNotFound.WithWrap(err)
 	}
