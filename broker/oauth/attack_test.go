@@ -2,6 +2,7 @@ package oauth_test
 
 import (
 	"database/sql"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -37,6 +38,24 @@ func TestAttacks(t *testing.T) {
 			}
 			st, out = e.refresh(t, e.client, tok["refresh_token"].(string))
 			wantError(t, "refresh token from a replayed code", st, out, http.StatusBadRequest, "invalid_grant")
+		})
+
+		t.Run("concurrent redemption of one code or refresh token", func(t *testing.T) {
+			code, pk := e.code(t)
+			forms := make([]url.Values, 4)
+			for i := range forms {
+				forms[i] = e.authForm(t, e.client, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {pk.verifier}})
+			}
+			ok, refresh := race(t, e, forms)
+			if ok != 1 {
+				t.Fatalf("%d of %d concurrent exchanges of one code succeeded, want 1", ok, len(forms))
+			}
+			for i := range forms {
+				forms[i] = e.authForm(t, e.client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+			}
+			if ok, _ := race(t, e, forms); ok > 1 {
+				t.Errorf("%d of %d concurrent refreshes with one token succeeded, want at most 1", ok, len(forms))
+			}
 		})
 
 		t.Run("code bound to its client", func(t *testing.T) {
@@ -273,6 +292,39 @@ func TestAttacks(t *testing.T) {
 			}
 		})
 	})
+}
+
+// race posts forms to the token endpoint at once and returns how many
+// succeeded and a refresh token one of them got.
+func race(t *testing.T, e *env, forms []url.Values) (int, string) {
+	t.Helper()
+	type res struct {
+		st  int
+		out map[string]any
+	}
+	ch := make(chan res, len(forms))
+	for _, f := range forms {
+		go func() {
+			resp, err := http.PostForm(e.srv.URL+oauth.PathToken, f)
+			if err != nil {
+				ch <- res{}
+				return
+			}
+			defer resp.Body.Close()
+			out := map[string]any{}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			ch <- res{resp.StatusCode, out}
+		}()
+	}
+	ok, rt := 0, ""
+	for range forms {
+		r := <-ch
+		if r.st == http.StatusOK {
+			ok++
+			rt, _ = r.out["refresh_token"].(string)
+		}
+	}
+	return ok, rt
 }
 
 // countRows counts a table's rows behind the store's back.

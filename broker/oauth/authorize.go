@@ -66,7 +66,8 @@ const (
 // bound to this browser, and sends the customer to log in or to consent.
 func (p *Provider) Authorize() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		if r.Method != http.MethodGet {
 			http.Error(w, "use GET", http.StatusMethodNotAllowed)
 			return
@@ -180,7 +181,8 @@ func (p *Provider) render(w http.ResponseWriter, name string, status int, pg pag
 // Login shows and checks the customer login form.
 func (p *Provider) Login() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		id, _, err := p.interaction(r)
 		if err != nil {
 			http.Error(w, "There is no sign-in in progress. Return to the site you came from and start again.", http.StatusBadRequest)
@@ -231,7 +233,8 @@ var dummyHash = sync.OnceValue(func() string {
 // Consent shows the firm's request and records the customer's answer.
 func (p *Provider) Consent() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		id, ar, err := p.interaction(r)
 		if err != nil {
 			http.Error(w, "There is no authorization in progress. Return to the site you came from and start again.", http.StatusBadRequest)

@@ -69,7 +69,8 @@ func (p *Provider) logReject(ctx context.Context, what string, err error) {
 // PAR is the pushed authorization request endpoint (RFC 9126).
 func (p *Provider) PAR() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
@@ -90,7 +91,8 @@ func (p *Provider) PAR() http.Handler {
 // client_credentials grants.
 func (p *Provider) Token() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		sess := NewSession("")
 		ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 		if err != nil {
@@ -126,7 +128,8 @@ func (p *Provider) Token() http.Handler {
 // to itself; any other token is reported inactive.
 func (p *Provider) Introspect() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		if r.Method != http.MethodPost {
 			p.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("Use POST."))
 			return
@@ -163,7 +166,8 @@ func (p *Provider) Introspect() http.Handler {
 // token ends its whole grant; a client may only revoke its own tokens.
 func (p *Provider) Revoke() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withClientCache(r.Context())
+		ctx, end := p.beginRequest(r.Context())
+		defer end()
 		err := p.oauth.NewRevocationRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "revocation", err)

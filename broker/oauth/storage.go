@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
+	fstorage "github.com/ory/fosite/storage"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/store"
@@ -64,6 +65,13 @@ type Storage interface {
 	SetClientStatus(ctx context.Context, id broker.ClientID, status broker.ClientStatus) error
 	DeleteClient(ctx context.Context, id broker.ClientID) error
 
+	// BeginTx starts a transaction carried by the returned context: every
+	// call made with it joins the transaction until CommitTx or
+	// RollbackTx. RollbackTx MUST be harmless after either.
+	BeginTx(ctx context.Context) (context.Context, error)
+	CommitTx(ctx context.Context) error
+	RollbackTx(ctx context.Context) error
+
 	// Cleanup deletes whatever expired by now and says how many rows went.
 	Cleanup(ctx context.Context, now time.Time) (int64, error)
 }
@@ -101,6 +109,7 @@ var (
 	_ oauth2.RefreshTokenStorage    = (*fositeStore)(nil)
 	_ oauth2.TokenRevocationStorage = (*fositeStore)(nil)
 	_ pkce.PKCERequestStorage       = (*fositeStore)(nil)
+	_ fstorage.Transactional        = (*fositeStore)(nil)
 )
 
 // GetClient implements fosite.ClientManager: active clients of approved
@@ -114,23 +123,56 @@ func (f *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return c, nil
 }
 
-// clientCache remembers, for one HTTP request, the clients already
-// loaded: fosite reloads the client with every stored request it reads.
-type clientCache struct {
-	mu sync.Mutex
-	m  map[broker.ClientID]*client
+// requestScope is what one HTTP request keeps: the clients already
+// loaded (fosite reloads the client with every stored request it reads)
+// and the storage transactions fosite began, so that none outlives the
+// request even on a path that forgets to end it.
+type requestScope struct {
+	mu   sync.Mutex
+	m    map[broker.ClientID]*client
+	open []context.Context
 }
 
-type clientCacheKey struct{}
+type requestScopeKey struct{}
 
-// withClientCache starts a request's client cache. Only request handlers
-// call it, so a client's status is read afresh on every request.
-func withClientCache(ctx context.Context) context.Context {
-	return context.WithValue(ctx, clientCacheKey{}, &clientCache{m: map[broker.ClientID]*client{}})
+// beginRequest starts a request's scope; call end when the request is
+// done. Only request handlers call it, so a client's status is read
+// afresh on every request.
+func (p *Provider) beginRequest(ctx context.Context) (_ context.Context, end func()) {
+	rs := &requestScope{m: map[broker.ClientID]*client{}}
+	return context.WithValue(ctx, requestScopeKey{}, rs), func() {
+		rs.mu.Lock()
+		open := rs.open
+		rs.open = nil
+		rs.mu.Unlock()
+		for _, txctx := range open {
+			_ = p.storage.RollbackTx(txctx)
+		}
+	}
 }
+
+// BeginTX implements fosite's storage.Transactional.
+func (f *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
+	txctx, err := f.s.BeginTx(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	if rs, ok := ctx.Value(requestScopeKey{}).(*requestScope); ok {
+		rs.mu.Lock()
+		rs.open = append(rs.open, txctx)
+		rs.mu.Unlock()
+	}
+	return txctx, nil
+}
+
+// Commit implements fosite's storage.Transactional.
+func (f *fositeStore) Commit(ctx context.Context) error { return f.s.CommitTx(ctx) }
+
+// Rollback implements fosite's storage.Transactional.
+func (f *fositeStore) Rollback(ctx context.Context) error { return f.s.RollbackTx(ctx) }
 
 func (f *fositeStore) client(ctx context.Context, id broker.ClientID) (*client, error) {
-	cache, _ := ctx.Value(clientCacheKey{}).(*clientCache)
+	cache, _ := ctx.Value(requestScopeKey{}).(*requestScope)
 	if cache != nil {
 		cache.mu.Lock()
 		c, ok := cache.m[id]

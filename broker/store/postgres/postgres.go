@@ -127,6 +127,15 @@ func (s *Store) OAuth() *relational.OAuth {
 		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
 			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
 		},
+		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
+			ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("postgres: begin: %w", err)
+			}
+			commit := func() error { return mapError(ptx.Commit(ctx)) }
+			rollback := func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }
+			return &relational.Tx{Q: querier{ptx}, D: dialect, Writable: true}, commit, rollback, nil
+		},
 	}
 }
 

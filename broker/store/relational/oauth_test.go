@@ -75,6 +75,45 @@ func TestOAuthStorage(t *testing.T) {
 			t.Fatalf("jti reused after its expiry: %v", err)
 		}
 
+		// Transactions: a rolled-back write is gone, a committed one stays,
+		// and reads inside see the transaction's own writes.
+		txctx, err := o.BeginTx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.CreateRequest(txctx, "access", "tx1", "req4", "cli_x", []byte(`{}`), later); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := o.GetRequest(txctx, "access", "tx1", now); err != nil {
+			t.Errorf("read own write in transaction: %v", err)
+		}
+		if err := o.RollbackTx(txctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.RollbackTx(txctx); err != nil {
+			t.Errorf("second rollback: %v", err)
+		}
+		if _, _, err := o.GetRequest(ctx, "access", "tx1", now); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("rolled-back request: %v, want ErrNotFound", err)
+		}
+		txctx, err = o.BeginTx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.DeactivateRequests(txctx, "refresh", "req2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.CommitTx(txctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = o.RollbackTx(txctx) // harmless after commit
+		if err := o.CreateRequest(ctx, "access", "tx2", "req4", "cli_x", []byte(`{}`), later); err != nil {
+			t.Fatalf("write after the transaction ended: %v", err)
+		}
+		if err := o.DeleteRequest(ctx, "access", "tx2"); err != nil {
+			t.Fatal(err)
+		}
+
 		// Cleanup removes only what expired.
 		if err := o.CreateRequest(ctx, "par", "p1", "req3", "cli_x", []byte(`{}`), now.Add(time.Minute)); err != nil {
 			t.Fatal(err)

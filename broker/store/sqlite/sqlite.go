@@ -134,6 +134,26 @@ func (s *Store) OAuth() *relational.OAuth {
 		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
 			return run(ctx, s.reader, &sql.TxOptions{ReadOnly: true}, false, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
 		},
+		// Begin holds the writer until commit or rollback, like update.
+		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
+			s.mu.Lock()
+			stx, err := s.writer.BeginTx(ctx, nil)
+			if err != nil {
+				s.mu.Unlock()
+				return nil, nil, nil, fmt.Errorf("sqlite: begin: %w", mapError(err))
+			}
+			var once sync.Once
+			release := func() { once.Do(s.mu.Unlock) }
+			commit := func() error {
+				defer release()
+				return mapError(stx.Commit())
+			}
+			rollback := func() {
+				defer release()
+				_ = stx.Rollback()
+			}
+			return &relational.Tx{Q: querier{stx}, D: dialect, Writable: true}, commit, rollback, nil
+		},
 	}
 }
 
