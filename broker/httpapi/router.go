@@ -106,6 +106,13 @@ func New(cfg Config) (*Router, error) {
 	return &Router{Router: r, cfg: cfg}, nil
 }
 
+// RequireOperator wraps h so that it answers only requests bearing the
+// operator token, as /v1/admin does; other packages' operator routes use it.
+func (r *Router) RequireOperator(h http.Handler) http.Handler {
+	tokens := map[Role]string{RoleOperator: r.cfg.OperatorToken, RoleRegulator: r.cfg.RegulatorToken}
+	return requireRole(RoleOperator, tokens, r.cfg.Logger)(h)
+}
+
 func readyHandler(s store.Store, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

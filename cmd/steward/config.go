@@ -30,6 +30,8 @@ type config struct {
 	LedgerOrigin    string
 	WitnessKeys     string
 	WebhookKeyFile  string
+	OAuthKeyFile    string
+	OAuthSecretFile string
 }
 
 // Defaults.
@@ -86,6 +88,12 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"ledger-origin": func() {
 			fs.StringVar(&c.LedgerOrigin, "ledger-origin", DefaultLedgerOrigin, "the ledger's origin line in checkpoints (its public name), used when the key is first created")
+		},
+		"oauth-key-file": func() {
+			fs.StringVar(&c.OAuthKeyFile, "oauth-key-file", "", "the authorization server's ECDSA P-256 signing key (PKCS #8 PEM), created on first start (default <data-dir>/oauth.key)")
+		},
+		"oauth-secret-file": func() {
+			fs.StringVar(&c.OAuthSecretFile, "oauth-secret-file", "", "the secret keying opaque OAuth tokens and login cookies, created on first start; share it between replicas (default <data-dir>/oauth.secret)")
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")

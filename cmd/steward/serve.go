@@ -9,16 +9,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stewardhq/steward/broker/httpapi"
+	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/store/backend"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -100,9 +102,33 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
 	base := "http://" + ln.Addr().String()
+	issuer := strings.TrimSuffix(c.PublicURL, "/")
+	if issuer == "" {
+		issuer = base
+	}
+	op, stopOAuth, err := startOAuth(ctx, c, s, issuer, log)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start oauth: %w", err)
+	}
+	defer stopOAuth()
+	if op != nil {
+		mountOAuth(router, op)
+	}
 	log.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("url", base))
 	ready(base)
 	return serveHTTP(ctx, ln, router, log, c.ShutdownTimeout)
+}
+
+// mountOAuth serves the authorization server's public endpoints and,
+// behind the operator token, its client administration at /v1/admin/oauth.
+func mountOAuth(router *httpapi.Router, p *oauth.Provider) {
+	h := p.Handler()
+	for _, path := range []string{oauth.PathMetadata, oauth.PathOpenIDConfig, oauth.PathJWKS} {
+		router.Handle(path, h)
+	}
+	router.Handle("/oauth/*", h)
+	router.Handle("/v1/admin/oauth/*", router.RequireOperator(http.StripPrefix("/v1/admin/oauth", p.Operator())))
 }
 
 // Server timeouts.

@@ -25,6 +25,8 @@ type Migrator interface {
 	Migrate(ctx context.Context) ([]int, error)
 	// Ledger is the ledger storage in the same database.
 	Ledger() *relational.Ledger
+	// OAuth is the OAuth authorization server's storage in the same database.
+	OAuth() *relational.OAuth
 }
 
 // Open opens and migrates the configured store. It returns the versions

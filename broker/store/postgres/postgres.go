@@ -119,6 +119,27 @@ func (s *Store) Ledger() *relational.Ledger {
 	}
 }
 
+// OAuth returns the OAuth authorization server's storage on this database.
+func (s *Store) OAuth() *relational.OAuth {
+	return &relational.OAuth{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		},
+		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
+			ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("postgres: begin: %w", err)
+			}
+			commit := func() error { return mapError(ptx.Commit(ctx)) }
+			rollback := func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }
+			return &relational.Tx{Q: querier{ptx}, D: dialect, Writable: true}, commit, rollback, nil
+		},
+	}
+}
+
 // Pool exposes the pgx pool for packages that add their own tables.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

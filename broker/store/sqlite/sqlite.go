@@ -129,6 +129,38 @@ func (s *Store) Ledger() *relational.Ledger {
 	}
 }
 
+// OAuth returns the OAuth authorization server's storage in this file.
+func (s *Store) OAuth() *relational.OAuth {
+	return &relational.OAuth{
+		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return s.update(ctx, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
+			return run(ctx, s.reader, &sql.TxOptions{ReadOnly: true}, false, func(tx *relational.Tx, _ *sql.Tx) error { return fn(tx) })
+		},
+		// Begin holds the writer until commit or rollback, like update.
+		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
+			s.mu.Lock()
+			stx, err := s.writer.BeginTx(ctx, nil)
+			if err != nil {
+				s.mu.Unlock()
+				return nil, nil, nil, fmt.Errorf("sqlite: begin: %w", mapError(err))
+			}
+			var once sync.Once
+			release := func() { once.Do(s.mu.Unlock) }
+			commit := func() error {
+				defer release()
+				return mapError(stx.Commit())
+			}
+			rollback := func() {
+				defer release()
+				_ = stx.Rollback()
+			}
+			return &relational.Tx{Q: querier{stx}, D: dialect, Writable: true}, commit, rollback, nil
+		},
+	}
+}
+
 // Exec runs a statement on the writer outside the store's API. Tests use
 // it to damage the database the way an attacker with file access could.
 func (s *Store) Exec(ctx context.Context, query string, args ...any) error {

@@ -1,0 +1,89 @@
+package oauth
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/ory/fosite"
+
+	"github.com/stewardhq/steward/broker"
+)
+
+// Scopes a client may hold.
+const (
+	// ScopeFirm lets a firm's client call firm-level APIs with client credentials.
+	ScopeFirm = "firm"
+	// ScopeAuditRead lets a regulator's client read the audit API.
+	ScopeAuditRead = "audit:read"
+)
+
+// Signing algorithms accepted for client assertions (FAPI 2.0 § 5.4).
+var assertionAlgs = []string{string(jose.ES256), string(jose.PS256), string(jose.EdDSA)}
+
+// client adapts a broker.Client to fosite: a confidential client that
+// authenticates with private_key_jwt only, uses response_type=code only,
+// and holds the grants and scopes of its kind (firm or regulator).
+type client struct {
+	c         broker.Client
+	firmName  string
+	regulator broker.RegulatorID
+	jwks      *jose.JSONWebKeySet
+}
+
+var (
+	_ fosite.Client              = (*client)(nil)
+	_ fosite.OpenIDConnectClient = (*client)(nil)
+	_ fosite.ResponseModeClient  = (*client)(nil)
+)
+
+func newClient(c broker.Client, firmName string, reg broker.RegulatorID) (*client, error) {
+	out := &client{c: c, firmName: firmName, regulator: reg}
+	if len(c.JWKS) > 0 {
+		out.jwks = new(jose.JSONWebKeySet)
+		if err := json.Unmarshal(c.JWKS, out.jwks); err != nil {
+			return nil, fmt.Errorf("client %s: stored jwks: %w", c.ID, err)
+		}
+	}
+	return out, nil
+}
+
+func (c *client) GetID() string             { return string(c.c.ID) }
+func (c *client) GetHashedSecret() []byte   { return nil }
+func (c *client) GetRedirectURIs() []string { return c.c.RedirectURIs }
+func (c *client) IsPublic() bool            { return false }
+func (c *client) GetAudience() fosite.Arguments {
+	return nil
+}
+
+func (c *client) GetGrantTypes() fosite.Arguments {
+	if c.regulator != "" {
+		return fosite.Arguments{"client_credentials"}
+	}
+	return fosite.Arguments{"authorization_code", "refresh_token", "client_credentials"}
+}
+
+func (c *client) GetResponseTypes() fosite.Arguments {
+	if c.regulator != "" {
+		return fosite.Arguments{}
+	}
+	return fosite.Arguments{"code"}
+}
+
+func (c *client) GetScopes() fosite.Arguments {
+	if c.regulator != "" {
+		return fosite.Arguments{ScopeAuditRead}
+	}
+	return fosite.Arguments{ScopeFirm}
+}
+
+func (c *client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
+
+func (c *client) GetRequestURIs() []string                     { return nil }
+func (c *client) GetJSONWebKeys() *jose.JSONWebKeySet          { return c.jwks }
+func (c *client) GetJSONWebKeysURI() string                    { return c.c.JWKSURI }
+func (c *client) GetRequestObjectSigningAlgorithm() string     { return "" }
+func (c *client) GetTokenEndpointAuthMethod() string           { return "private_key_jwt" }
+func (c *client) GetTokenEndpointAuthSigningAlgorithm() string { return "" }

@@ -1,0 +1,297 @@
+// Package oauth is Steward's OAuth 2.0 authorization server, composed
+// from fosite the FAPI 2.0 way, on Steward's own SQL storage.
+//
+// # Profile
+//
+//   - Pushed authorization requests are required (RFC 9126); the
+//     authorization endpoint accepts nothing else.
+//   - PKCE with S256 is required (RFC 7636); plain is refused.
+//   - response_type=code only, query response mode, redirect URIs matched
+//     exactly against the registered ones, iss in every authorization
+//     response (RFC 9207).
+//   - Clients authenticate with private_key_jwt only (RFC 7523), signed
+//     with ES256, PS256 or EdDSA; a jti is accepted once.
+//   - Codes are short-lived and single use: replaying one revokes every
+//     token issued from it. Refresh tokens rotate on every use; presenting
+//     a used one revokes the whole grant.
+//   - Client credentials for firm-level APIs (scope "firm") and for
+//     regulators' read-only audit access (scope "audit:read").
+//   - Access and refresh tokens are opaque HMAC-SHA256 tokens whose state
+//     lives in the database (only a signature of each is stored), so
+//     revocation, consent withdrawal and firm suspension take effect on
+//     the very next request; resource servers introspect (RFC 7662).
+//
+// # Use
+//
+//	p, err := oauth.New(oauth.Config{Issuer: "https://steward.example", SigningKey: key, Secret: secret,
+//		Templates: web.Templates, Store: s}, s.OAuth(), consentFunc)
+//	r.Mount("/", p.Handler())                 // public endpoints
+//	r.Mount("/v1/admin/oauth", p.Operator())  // behind operator authentication
+package oauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+
+	"github.com/stewardhq/steward/broker/store"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultAccessTokenLifespan        = 10 * time.Minute
+	DefaultRefreshTokenLifespan       = 30 * 24 * time.Hour
+	DefaultAuthorizeCodeLifespan      = time.Minute
+	DefaultPARLifespan                = 90 * time.Second
+	DefaultInteractionLifespan        = 15 * time.Minute
+	DefaultLoginLifespan              = 30 * time.Minute
+	DefaultInitialAccessTokenLifespan = 30 * 24 * time.Hour
+	// MinSecretLength is the shortest Config.Secret accepted.
+	MinSecretLength = 32
+)
+
+// Endpoint paths, relative to the issuer.
+const (
+	PathMetadata     = "/.well-known/oauth-authorization-server"
+	PathOpenIDConfig = "/.well-known/openid-configuration"
+	PathJWKS         = "/jwks"
+	PathPAR          = "/oauth/par"
+	PathAuthorize    = "/oauth/authorize"
+	PathLogin        = "/oauth/login"
+	PathConsent      = "/oauth/consent"
+	PathToken        = "/oauth/token"
+	PathIntrospect   = "/oauth/introspect"
+	PathRevoke       = "/oauth/revoke"
+	PathRegister     = "/oauth/register"
+)
+
+// Config configures the authorization server.
+type Config struct {
+	// Issuer is the server's issuer identifier: an https URL without
+	// query, fragment or trailing slash (http only for loopback hosts, in
+	// development). Endpoints live at Issuer + Path*. Required.
+	Issuer string
+	// SigningKey is Steward's signing key (Ed25519, ECDSA P-256 or RSA),
+	// published at /jwks. Required.
+	SigningKey crypto.Signer
+	// SigningKeyID is the key's "kid"; empty means its RFC 7638 thumbprint.
+	SigningKeyID string
+	// Secret keys the HMAC of opaque tokens and the login cookie. At
+	// least MinSecretLength bytes. Required; keep it across restarts and
+	// identical on every replica.
+	Secret []byte
+	// Store is the broker's database (clients, firms, customers,
+	// pseudonyms). Required.
+	Store store.Store
+	// Templates holds login.html and consent.html (web.Templates). Required.
+	Templates fs.FS
+	// Logger receives errors (rejections at Debug). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Lifespans; zero means the Default* constant.
+	AccessTokenLifespan, RefreshTokenLifespan, AuthorizeCodeLifespan, PARLifespan time.Duration
+	InitialAccessTokenLifespan                                                    time.Duration
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.Issuer)
+	switch {
+	case c.Issuer == "" || err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/"):
+		return fmt.Errorf("oauth: Config.Issuer %q must be an absolute URL without query, fragment or trailing slash", c.Issuer)
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+		return fmt.Errorf("oauth: Config.Issuer %q must use https", c.Issuer)
+	case c.SigningKey == nil:
+		return errors.New("oauth: Config.SigningKey is required")
+	case len(c.Secret) < MinSecretLength:
+		return fmt.Errorf("oauth: Config.Secret must be at least %d bytes", MinSecretLength)
+	case c.Store == nil:
+		return errors.New("oauth: Config.Store is required")
+	case c.Templates == nil:
+		return errors.New("oauth: Config.Templates is required")
+	}
+	switch c.SigningKey.Public().(type) {
+	case ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey:
+	default:
+		return fmt.Errorf("oauth: Config.SigningKey is a %T; use Ed25519, ECDSA or RSA", c.SigningKey)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.AccessTokenLifespan, DefaultAccessTokenLifespan)
+	def(&c.RefreshTokenLifespan, DefaultRefreshTokenLifespan)
+	def(&c.AuthorizeCodeLifespan, DefaultAuthorizeCodeLifespan)
+	def(&c.PARLifespan, DefaultPARLifespan)
+	def(&c.InitialAccessTokenLifespan, DefaultInitialAccessTokenLifespan)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Provider is the composed authorization server.
+type Provider struct {
+	cfg       Config
+	fc        *fosite.Config
+	oauth     fosite.OAuth2Provider
+	store     *fositeStore
+	storage   Storage
+	consent   ConsentFunc
+	jwk       jose.JSONWebKey
+	cookieKey []byte
+	pages     *template.Template
+}
+
+// New composes the authorization server on storage (the OAuth tables)
+// and cfg.Store (the broker's), asking consent whether a customer's
+// answer becomes a grant.
+func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if storage == nil || consent == nil {
+		return nil, errors.New("oauth: storage and consent are required")
+	}
+	tokenSecret, err := hkdf.Key(sha256.New, cfg.Secret, nil, "steward oauth token hmac", 32)
+	if err != nil {
+		return nil, err
+	}
+	cookieKey, err := hkdf.Key(sha256.New, cfg.Secret, nil, "steward oauth login cookie", 32)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := template.ParseFS(cfg.Templates, "login.html", "consent.html")
+	if err != nil {
+		return nil, fmt.Errorf("oauth: templates: %w", err)
+	}
+	p := &Provider{cfg: cfg, storage: storage, consent: consent, cookieKey: cookieKey, pages: pages}
+	p.jwk = jose.JSONWebKey{Key: cfg.SigningKey.Public(), KeyID: cfg.SigningKeyID, Use: "sig", Algorithm: signingAlg(cfg.SigningKey)}
+	if p.jwk.KeyID == "" {
+		tp, err := p.jwk.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("oauth: signing key thumbprint: %w", err)
+		}
+		p.jwk.KeyID = b64(tp)
+	}
+	p.store = &fositeStore{s: storage, db: cfg.Store, now: cfg.Now, ttl: lifespans{
+		code: cfg.AuthorizeCodeLifespan, access: cfg.AccessTokenLifespan, refresh: cfg.RefreshTokenLifespan, par: cfg.PARLifespan,
+	}}
+	p.fc = &fosite.Config{
+		AccessTokenLifespan:             cfg.AccessTokenLifespan,
+		RefreshTokenLifespan:            cfg.RefreshTokenLifespan,
+		AuthorizeCodeLifespan:           cfg.AuthorizeCodeLifespan,
+		ScopeStrategy:                   fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:        fosite.ExactAudienceMatchingStrategy,
+		EnforcePKCE:                     true,
+		EnablePKCEPlainChallengeMethod:  false,
+		TokenURL:                        cfg.Issuer + PathToken,
+		AccessTokenIssuer:               cfg.Issuer,
+		IDTokenIssuer:                   cfg.Issuer,
+		GlobalSecret:                    tokenSecret,
+		TokenEntropy:                    32,
+		RefreshTokenScopes:              []string{},
+		ClientAuthenticationStrategy:    p.authenticateClient,
+		RedirectSecureChecker:           func(_ context.Context, u *url.URL) bool { return redirectSecure(u) },
+		PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",
+		PushedAuthorizeContextLifespan:  cfg.PARLifespan,
+		IsPushedAuthorizeEnforced:       true,
+		SendDebugMessagesToClients:      false,
+	}
+	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc),
+		func(fosite.Configurator, any, any) any { return parPolicy{} },
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.PushedAuthorizeHandlerFactory,
+	)
+	return p, nil
+}
+
+func signingAlg(k crypto.Signer) string {
+	switch k.Public().(type) {
+	case ed25519.PublicKey:
+		return string(jose.EdDSA)
+	case *ecdsa.PublicKey:
+		return string(jose.ES256)
+	}
+	return string(jose.PS256)
+}
+
+func (p *Provider) now() time.Time { return p.cfg.Now().UTC() }
+
+func (p *Provider) endpointURLs() []string {
+	return []string{p.cfg.Issuer + PathToken, p.cfg.Issuer + PathPAR, p.cfg.Issuer + PathIntrospect, p.cfg.Issuer + PathRevoke}
+}
+
+// redirectSecure allows https redirect URIs, and http ones only on
+// loopback hosts (RFC 8252 § 7.3) for development.
+func redirectSecure(u *url.URL) bool {
+	switch {
+	case u == nil || u.Fragment != "" || u.User != nil:
+		return false
+	case u.Scheme == "https":
+		return u.Host != ""
+	case u.Scheme == "http":
+		return isLoopback(u.Hostname())
+	}
+	return false
+}
+
+// Cleanup deletes expired codes, tokens, requests, jtis and initial access
+// tokens. Run it periodically (every few minutes).
+func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
+	return p.storage.Cleanup(ctx, p.now())
+}
+
+// Handler returns the public endpoints (discovery, JWKS, PAR, authorize,
+// login, consent, token, introspection, revocation, registration) on one
+// mux, at the Path* constants.
+func (p *Provider) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetadata, p.Metadata())
+	mux.Handle("GET "+PathOpenIDConfig, p.Metadata())
+	mux.Handle("GET "+PathJWKS, p.JWKS())
+	mux.Handle(PathPAR, p.PAR())
+	mux.Handle(PathAuthorize, p.Authorize())
+	mux.Handle(PathLogin, p.Login())
+	mux.Handle(PathConsent, p.Consent())
+	mux.Handle(PathToken, p.Token())
+	mux.Handle(PathIntrospect, p.Introspect())
+	mux.Handle(PathRevoke, p.Revoke())
+	mux.Handle(PathRegister, p.Register())
+	return mux
+}

@@ -1,0 +1,133 @@
+package relational_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/store/backend/backendtest"
+)
+
+func TestOAuthStorage(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		ctx := t.Context()
+		o := s.OAuth()
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		later := now.Add(time.Hour)
+
+		if err := o.CreateRequest(ctx, "code", "sig1", "req1", "cli_x", []byte(`{"a":1}`), later); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.CreateRequest(ctx, "code", "sig1", "req1", "cli_x", []byte(`{}`), later); !errors.Is(err, broker.ErrConflict) {
+			t.Fatalf("duplicate signature: got %v, want ErrConflict", err)
+		}
+		data, active, err := o.GetRequest(ctx, "code", "sig1", now)
+		if err != nil || !active || string(data) != `{"a":1}` {
+			t.Fatalf("GetRequest = %s, %v, %v", data, active, err)
+		}
+		if _, _, err := o.GetRequest(ctx, "code", "sig1", later); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("expired request: got %v, want ErrNotFound", err)
+		}
+		if err := o.DeactivateRequest(ctx, "code", "sig1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.DeactivateRequest(ctx, "code", "sig1"); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("second deactivation: got %v, want ErrNotFound", err)
+		}
+		if _, active, err := o.GetRequest(ctx, "code", "sig1", now); err != nil || active {
+			t.Fatalf("used code: active=%v err=%v, want inactive row", active, err)
+		}
+
+		// Rotation: one winner; the family's access tokens go.
+		for _, r := range []struct{ kind, sig string }{{"refresh", "r1"}, {"refresh", "r0"}, {"access", "a1"}, {"access", "a0"}} {
+			if err := o.CreateRequest(ctx, r.kind, r.sig, "req2", "cli_x", []byte(`{}`), later); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.RotateRefreshToken(ctx, "req2", "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.RotateRefreshToken(ctx, "req2", "r1"); !errors.Is(err, broker.ErrConflict) {
+			t.Fatalf("second rotation: got %v, want ErrConflict", err)
+		}
+		if _, active, err := o.GetRequest(ctx, "refresh", "r0", now); err != nil || active {
+			t.Fatalf("sibling refresh token: active=%v err=%v", active, err)
+		}
+		if _, _, err := o.GetRequest(ctx, "access", "a0", now); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("access token after rotation: %v, want ErrNotFound", err)
+		}
+
+		// jti replay.
+		if err := o.UseJTI(ctx, "j1", later, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.UseJTI(ctx, "j1", later, now); !errors.Is(err, broker.ErrConflict) {
+			t.Fatalf("replayed jti: got %v, want ErrConflict", err)
+		}
+		if used, err := o.JTIUsed(ctx, "j1", now); err != nil || !used {
+			t.Fatalf("JTIUsed = %v, %v", used, err)
+		}
+		if err := o.UseJTI(ctx, "j1", later.Add(time.Hour), later); err != nil {
+			t.Fatalf("jti reused after its expiry: %v", err)
+		}
+
+		// Transactions: a rolled-back write is gone, a committed one stays,
+		// and reads inside see the transaction's own writes.
+		txctx, err := o.BeginTx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.CreateRequest(txctx, "access", "tx1", "req4", "cli_x", []byte(`{}`), later); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := o.GetRequest(txctx, "access", "tx1", now); err != nil {
+			t.Errorf("read own write in transaction: %v", err)
+		}
+		if err := o.RollbackTx(txctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.RollbackTx(txctx); err != nil {
+			t.Errorf("second rollback: %v", err)
+		}
+		if _, _, err := o.GetRequest(ctx, "access", "tx1", now); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("rolled-back request: %v, want ErrNotFound", err)
+		}
+		txctx, err = o.BeginTx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.DeactivateRequests(txctx, "refresh", "req2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.CommitTx(txctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = o.RollbackTx(txctx) // harmless after commit
+		if err := o.CreateRequest(ctx, "access", "tx2", "req4", "cli_x", []byte(`{}`), later); err != nil {
+			t.Fatalf("write after the transaction ended: %v", err)
+		}
+		if err := o.DeleteRequest(ctx, "access", "tx2"); err != nil {
+			t.Fatal(err)
+		}
+
+		// Cleanup removes only what expired.
+		if err := o.CreateRequest(ctx, "par", "p1", "req3", "cli_x", []byte(`{}`), now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := o.Cleanup(ctx, now.Add(2*time.Minute))
+		if err != nil || n != 1 {
+			t.Fatalf("Cleanup = %d, %v; want 1", n, err)
+		}
+		n, err = o.Cleanup(ctx, later.Add(2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(int64(4), n); /* code, two refresh tokens, one jti */ diff != "" {
+			t.Errorf("rows cleaned (-want +got):\n%s", diff)
+		}
+	})
+}

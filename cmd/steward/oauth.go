@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/consent"
+	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/policy"
+	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/web"
+)
+
+// oauthCleanupEvery is how often expired codes, tokens and jtis are deleted.
+const oauthCleanupEvery = 5 * time.Minute
+
+// loadOrCreateFile returns the file's bytes, first writing make()'s output
+// to it (mode 0600) when it does not exist.
+func loadOrCreateFile(path string, make func() ([]byte, error)) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if b, err = make(); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+		return b, nil
+	}
+	return b, err
+}
+
+// loadOAuthKeys reads the authorization server's ECDSA P-256 signing key
+// (PKCS #8 PEM) and its token/cookie secret, creating both on first start.
+func loadOAuthKeys(c config) (*ecdsa.PrivateKey, []byte, error) {
+	keyFile, secretFile := c.OAuthKeyFile, c.OAuthSecretFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.DataDir, "oauth.key")
+	}
+	if secretFile == "" {
+		secretFile = filepath.Join(c.DataDir, "oauth.secret")
+	}
+	pemBytes, err := loadOrCreateFile(keyFile, func() ([]byte, error) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("oauth key: %w", err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		return nil, nil, fmt.Errorf("oauth key file %s: not PEM", keyFile)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("oauth key file %s: %w", keyFile, err)
+	}
+	key, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("oauth key file %s: want an ECDSA P-256 key", keyFile)
+	}
+	secret, err := loadOrCreateFile(secretFile, func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("oauth secret: %w", err)
+	}
+	return key, secret, nil
+}
+
+// startOAuth builds the authorization server for issuer, with consent
+// decided by broker/consent under the policy engine, and starts the
+// periodic cleanup. It returns nil (and logs why) when issuer cannot be an
+// OAuth issuer: plain http on a host other than loopback.
+func startOAuth(ctx context.Context, c config, s backend.Migrator, issuer string, log *slog.Logger) (*oauth.Provider, func(), error) {
+	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" && u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost" && u.Hostname() != "::1" {
+		log.LogAttrs(ctx, slog.LevelWarn, "oauth server disabled: set --public-url to an https URL", slog.String("issuer", issuer))
+		return nil, func() {}, nil
+	}
+	key, secret, err := loadOAuthKeys(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := policy.New(ctx, policy.Config{})
+	if err != nil {
+		return nil, nil, err
+	}
+	svc := consent.New(s, func(ctx context.Context, cu broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
+		return eng.Consent(ctx, policy.ConsentRequest{Customer: cu, Firm: f, Terms: tv, Request: req, Now: now})
+	}, nil)
+	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log},
+		s.OAuth(), consentFunc(svc))
+	if err != nil {
+		return nil, nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(oauthCleanupEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if n, err := p.Cleanup(cctx); err != nil {
+					log.LogAttrs(cctx, slog.LevelError, "oauth cleanup", slog.Any("error", err))
+				} else {
+					log.LogAttrs(cctx, slog.LevelDebug, "oauth cleanup", slog.Int64("rows", n))
+				}
+			}
+		}
+	}()
+	return p, func() { cancel(); <-done }, nil
+}
+
+// detail is the part of a steward_customer_data authorization detail the
+// consent service needs. The RAR package (broker/oauth/rar) replaces this
+// with its strict parser and Scope conversion when it is merged.
+type detail struct {
+	Categories []string            `json:"categories"`
+	Fields     map[string][]string `json:"fields,omitempty"`
+	Purpose    string              `json:"purpose"`
+	Duration   string              `json:"duration"`
+}
+
+func scopeOf(raw json.RawMessage) (broker.Scope, error) {
+	var ds []detail
+	if err := json.Unmarshal(raw, &ds); err != nil || len(ds) != 1 {
+		return broker.Scope{}, fmt.Errorf("%w: want exactly one authorization detail", broker.ErrInvalid)
+	}
+	d, err := broker.ParseDuration(ds[0].Duration)
+	if err != nil {
+		return broker.Scope{}, err
+	}
+	return broker.Scope{Categories: ds[0].Categories, Fields: ds[0].Fields, Purpose: ds[0].Purpose, Duration: d}, nil
+}
+
+// consentFunc connects the authorization endpoint to broker/consent: the
+// firm's request is decided at once under the customer's terms and the
+// regulatory rules; when the policy asks, the customer's answer on the
+// consent screen approves (possibly narrowed) or refuses it.
+func consentFunc(svc *consent.Service) oauth.ConsentFunc {
+	return func(ctx context.Context, req oauth.ConsentRequest) (oauth.ConsentOutcome, error) {
+		asked, err := scopeOf(req.Requested)
+		if err != nil {
+			return oauth.ConsentOutcome{}, err
+		}
+		out, err := svc.Request(ctx, req.Customer, req.Client.FirmID, req.Client.ID, broker.DataRequest{Scope: asked})
+		if err != nil {
+			return oauth.ConsentOutcome{}, err
+		}
+		c := out.Consent
+		if c.State == broker.ConsentRequested {
+			if !req.Approved {
+				c, err = svc.Refuse(ctx, req.Customer, c.ID, "refused on the consent screen")
+			} else {
+				var granted broker.Scope
+				if granted, err = scopeOf(req.Granted); err == nil {
+					c, err = svc.Approve(ctx, req.Customer, c.ID, &granted)
+				}
+			}
+			if err != nil {
+				return oauth.ConsentOutcome{}, err
+			}
+		}
+		if c.State != broker.ConsentGranted || !req.Approved {
+			return oauth.ConsentOutcome{ConsentID: c.ID}, nil
+		}
+		return oauth.ConsentOutcome{ConsentID: c.ID, Granted: true, Details: req.Granted}, nil
+	}
+}
