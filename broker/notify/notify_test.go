@@ -86,7 +86,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.applied[ev.ID] = ev // idempotent: a duplicate changes nothing
 	rc.mu.Unlock()
 	if rc.mode.Load() == "slow" {
-		time.Sleep(400 * time.Millisecond) // past the sender's timeout, after the effect
+		time.Sleep(time.Second) // past the sender's timeout, after the effect
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -100,12 +100,17 @@ type fixture struct {
 	newSnd func(t *testing.T) *notify.Sender
 }
 
-func setup(t *testing.T, s backend.Migrator) *fixture {
+func setup(t *testing.T, s backend.Migrator) *fixture { return setupTimeout(t, s, 5*time.Second) }
+
+// setupTimeout makes a fixture whose senders give up on an attempt after
+// timeout. Tests that do not test timeouts use a generous one, so a busy
+// machine cannot turn a 500 into a late-arriving post.
+func setupTimeout(t *testing.T, s backend.Migrator, timeout time.Duration) *fixture {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	fx := &fixture{store: s, firm: storetest.NewFirm("Acme Retail Ltd", "retail")}
 	now := storetest.Now
 	fx.clock.Store(&now)
-	cfg := notify.Config{Key: priv, KeyID: "webhook-1", Timeout: 200 * time.Millisecond, MaxAttempts: 3,
+	cfg := notify.Config{Key: priv, KeyID: "webhook-1", Timeout: timeout, MaxAttempts: 3,
 		BaseDelay: time.Second, MaxDelay: time.Minute, Now: func() time.Time { return *fx.clock.Load() }}
 	fx.newSnd = func(t *testing.T) *notify.Sender {
 		snd, err := notify.New(s, cfg)
@@ -251,7 +256,7 @@ func TestDeadLetter(t *testing.T) {
 // the timeout gets it again; its effect happens once because the id is
 // stable.
 func TestSlowEndpoint(t *testing.T) {
-	fx := setup(t, backendtest.Open(t, ""))
+	fx := setupTimeout(t, backendtest.Open(t, ""), 200*time.Millisecond)
 	fx.rc.mode.Store("slow")
 	fx.enqueue(t, 1)
 	snd := fx.newSnd(t)
@@ -259,12 +264,16 @@ func TestSlowEndpoint(t *testing.T) {
 		t.Fatal("a timed-out attempt counted as delivered")
 	}
 	fx.rc.mode.Store("ok")
-	fx.advance(2 * time.Second)
-	if n, _ := snd.RunOnce(t.Context()); n != 1 {
+	delivered := 0
+	for i := 0; i < 3 && delivered == 0; i++ { // a loaded machine may time out a retry too
+		fx.advance(time.Hour)
+		delivered, _ = snd.RunOnce(t.Context())
+	}
+	if delivered != 1 {
 		t.Fatal("not delivered on retry")
 	}
-	if posts, applied := fx.rc.counts(); posts != 2 || applied != 1 {
-		t.Errorf("%d posts, %d effects; want 2 posts, 1 effect", posts, applied)
+	if posts, applied := fx.rc.counts(); posts < 2 || applied != 1 {
+		t.Errorf("%d posts, %d effects; want at least 2 posts and exactly 1 effect", posts, applied)
 	}
 }
 
