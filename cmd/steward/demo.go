@@ -50,6 +50,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := seedDemo(ctx, c.DataDir, creds); err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
 	}
+	if err := seedDemoHistory(ctx, c.DataDir); err != nil {
+		return fmt.Errorf("seed demo history: %w", err)
+	}
 	return serve(ctx, c, log, func(base string) { printDemo(stdout, base, c.DataDir, creds) })
 }
 

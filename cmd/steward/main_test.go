@@ -56,10 +56,14 @@ func TestDemoBinary(t *testing.T) {
 
 	urlRE := regexp.MustCompile(`running at (http://\S+)`)
 	tokenRE := regexp.MustCompile(`operator token\s+([0-9a-f]{64})`)
-	var base, token string
+	regulatorRE := regexp.MustCompile(`regulator token\s+([0-9a-f]{64})`)
+	var base, token, regulatorToken string
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
-	for sc.Scan() && (base == "" || token == "") {
+	for sc.Scan() && (base == "" || token == "" || regulatorToken == "") {
+		if m := regulatorRE.FindStringSubmatch(sc.Text()); m != nil {
+			regulatorToken = m[1]
+		}
 		if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
 			base = m[1]
 		}
@@ -106,6 +110,22 @@ func TestDemoBinary(t *testing.T) {
 	}
 	if _, err := note.Open(ckpt, note.VerifierList(v)); err != nil {
 		t.Errorf("checkpoint %q does not verify: %v", ckpt, err)
+	}
+	// The demo's history is on the ledger and in the regulator's report:
+	// five firm registrations, then Alice's requests decided by policy.
+	var entries struct{ Items []json.RawMessage }
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(entries.Items) < 9; time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", base+"/v1/audit/entries", nil)
+		req.Header.Set("Authorization", "Bearer "+regulatorToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&entries)
+		resp.Body.Close()
+	}
+	if len(entries.Items) < 9 {
+		t.Errorf("demo ledger has %d entries, want the 5 firm registrations and the consent history", len(entries.Items))
 	}
 	var jwks struct {
 		Keys []struct{ Kty, Crv, Kid, Alg string }
