@@ -55,6 +55,7 @@ func main() {
 	writers := fs.Int("writers", 64, "concurrent writers (append)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to write (append)")
 	batch := fs.Int("batch", 1, "entries per transaction (append)")
+	anyQuery := fs.Bool("anyquery", false, "PostgreSQL only: read a proof's hashes with one WHERE idx = ANY($1) query instead of relational.Ledger.ReadHashes, to measure that design (proofs)")
 	seqSQL := fs.Int("seqsql", 0, "PostgreSQL only, with -drain: sequence with one server-side INSERT … SELECT … sha256() statement per batch of this many entries instead of Storage.Sequence, to measure that design")
 	drainOnly := fs.Bool("drain", false, "start the sequencer and integrator only after writing, to time them alone (append)")
 	oneshot := fs.Bool("oneshot", false, "PostgreSQL only: stage each batch with one INSERT … SELECT unnest($1::bytea[]) statement in its own implicit transaction (one round trip) instead of Storage.Stage's BEGIN, one INSERT per entry, COMMIT (append)")
@@ -76,7 +77,7 @@ func main() {
 	case "append":
 		err = appendBench(ctx, *db, *sqlitePath, *writers, *batch, *duration, *oneshot, *drainOnly, *seqSQL)
 	case "proofs":
-		err = proofBench(ctx, *db, *sqlitePath, *n, *samples)
+		err = proofBench(ctx, *db, *sqlitePath, *n, *samples, *anyQuery)
 	case "genlog":
 		err = genlog(ctx, *n, *out)
 	default:
@@ -314,7 +315,7 @@ func appendBench(ctx context.Context, db, path string, writers, batch int, d tim
 }
 
 // proofBench writes the stored hashes of an n-leaf tree and times proofs.
-func proofBench(ctx context.Context, db, path string, n int64, samples int) error {
+func proofBench(ctx context.Context, db, path string, n int64, samples int, anyQuery bool) error {
 	l, name, closeFn, err := openStore(ctx, db, path, 8)
 	if err != nil {
 		return err
@@ -336,13 +337,58 @@ func proofBench(ctx context.Context, db, path string, n int64, samples int) erro
 		return err
 	}
 	fmt.Printf("tree of %d entries, root %s\n", n, root)
+	var readAny tlog.HashReader
+	if anyQuery {
+		if db == "" {
+			return fmt.Errorf("-anyquery needs -db")
+		}
+		pool, err := pgxpool.New(ctx, db)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		readAny = tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+			rows, err := pool.Query(ctx, `SELECT idx, hash FROM ledger_hashes WHERE idx = ANY($1)`, ix)
+			if err != nil {
+				return nil, err
+			}
+			got := map[int64]tlog.Hash{}
+			for rows.Next() {
+				var i int64
+				var b []byte
+				if err := rows.Scan(&i, &b); err != nil {
+					return nil, err
+				}
+				got[i] = tlog.Hash(b)
+			}
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			out := make([]tlog.Hash, len(ix))
+			for k, x := range ix {
+				h, ok := got[x]
+				if !ok {
+					return nil, fmt.Errorf("stored hash %d missing", x)
+				}
+				out[k] = h
+			}
+			return out, nil
+		})
+		name += " (one = ANY query per proof)"
+	}
+	fmt.Printf("store %s\n", name)
 	rng := rand.New(rand.NewPCG(1, 2))
 	lat := make([]time.Duration, 0, samples)
 	began := time.Now()
 	for range samples {
 		i := rng.Int64N(n)
 		t0 := time.Now()
-		p, err := ledger.InclusionProof(ctx, l, i, n)
+		var p tlog.RecordProof
+		if readAny != nil {
+			p, err = tlog.ProveRecord(n, i, readAny)
+		} else {
+			p, err = ledger.InclusionProof(ctx, l, i, n)
+		}
 		if err != nil {
 			return err
 		}
