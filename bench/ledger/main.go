@@ -10,6 +10,9 @@
 //	    writes the stored hashes of an n-entry tree (tlog.StoredHashes over
 //	    synthetic leaves, no entry rows) into the store, then times
 //	    inclusion proofs (ledger.InclusionProof) for random entries.
+//	go run ./bench/ledger verify -out DIR [-cpuprofile FILE]
+//	    runs the verifier library over an exported DIR (with its own vkey
+//	    file, which is fine for timing) and prints the time, for profiling.
 //	go run ./bench/ledger genlog -n 1000000 -out DIR
 //	    builds an n-entry log of real canonical entries in memory and
 //	    exports it to DIR, printing the verifier key; then time
@@ -26,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +41,7 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/memory"
+	"github.com/stewardhq/steward/broker/ledger/verify"
 	"github.com/stewardhq/steward/broker/store/postgres"
 	"github.com/stewardhq/steward/broker/store/relational"
 	"github.com/stewardhq/steward/broker/store/sqlite"
@@ -80,6 +85,8 @@ func main() {
 		err = proofBench(ctx, *db, *sqlitePath, *n, *samples, *anyQuery)
 	case "genlog":
 		err = genlog(ctx, *n, *out)
+	case "verify":
+		err = verifyDir(ctx, *out)
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -548,4 +555,19 @@ SELECT $1::bigint + row_number() OVER (ORDER BY id) - 1, entry, sha256('\x00'::b
 		return 0, err
 	}
 	return size, tx.Commit(ctx)
+}
+
+// verifyDir times verify.Verify over an exported directory.
+func verifyDir(ctx context.Context, dir string) error {
+	vkey, err := os.ReadFile(filepath.Join(dir, "vkey"))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	rep, err := verify.Verify(ctx, verify.DirSource(dir), verify.Config{VerifierKey: strings.TrimSpace(string(vkey))})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s(verified in %v)\n", rep, time.Since(t0).Round(time.Millisecond))
+	return nil
 }
