@@ -10,6 +10,9 @@
 //	    writes the stored hashes of an n-entry tree (tlog.StoredHashes over
 //	    synthetic leaves, no entry rows) into the store, then times
 //	    inclusion proofs (ledger.InclusionProof) for random entries.
+//	go run ./bench/ledger verify -out DIR [-cpuprofile FILE]
+//	    runs the verifier library over an exported DIR (with its own vkey
+//	    file, which is fine for timing) and prints the time, for profiling.
 //	go run ./bench/ledger genlog -n 1000000 -out DIR
 //	    builds an n-entry log of real canonical entries in memory and
 //	    exports it to DIR, printing the verifier key; then time
@@ -26,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +41,7 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/memory"
+	"github.com/stewardhq/steward/broker/ledger/verify"
 	"github.com/stewardhq/steward/broker/store/postgres"
 	"github.com/stewardhq/steward/broker/store/relational"
 	"github.com/stewardhq/steward/broker/store/sqlite"
@@ -55,6 +60,7 @@ func main() {
 	writers := fs.Int("writers", 64, "concurrent writers (append)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to write (append)")
 	batch := fs.Int("batch", 1, "entries per transaction (append)")
+	anyQuery := fs.Bool("anyquery", false, "PostgreSQL only: read a proof's hashes with one WHERE idx = ANY($1) query instead of relational.Ledger.ReadHashes, to measure that design (proofs)")
 	seqSQL := fs.Int("seqsql", 0, "PostgreSQL only, with -drain: sequence with one server-side INSERT … SELECT … sha256() statement per batch of this many entries instead of Storage.Sequence, to measure that design")
 	drainOnly := fs.Bool("drain", false, "start the sequencer and integrator only after writing, to time them alone (append)")
 	oneshot := fs.Bool("oneshot", false, "PostgreSQL only: stage each batch with one INSERT … SELECT unnest($1::bytea[]) statement in its own implicit transaction (one round trip) instead of Storage.Stage's BEGIN, one INSERT per entry, COMMIT (append)")
@@ -76,9 +82,11 @@ func main() {
 	case "append":
 		err = appendBench(ctx, *db, *sqlitePath, *writers, *batch, *duration, *oneshot, *drainOnly, *seqSQL)
 	case "proofs":
-		err = proofBench(ctx, *db, *sqlitePath, *n, *samples)
+		err = proofBench(ctx, *db, *sqlitePath, *n, *samples, *anyQuery)
 	case "genlog":
 		err = genlog(ctx, *n, *out)
+	case "verify":
+		err = verifyDir(ctx, *out)
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -314,7 +322,7 @@ func appendBench(ctx context.Context, db, path string, writers, batch int, d tim
 }
 
 // proofBench writes the stored hashes of an n-leaf tree and times proofs.
-func proofBench(ctx context.Context, db, path string, n int64, samples int) error {
+func proofBench(ctx context.Context, db, path string, n int64, samples int, anyQuery bool) error {
 	l, name, closeFn, err := openStore(ctx, db, path, 8)
 	if err != nil {
 		return err
@@ -336,13 +344,58 @@ func proofBench(ctx context.Context, db, path string, n int64, samples int) erro
 		return err
 	}
 	fmt.Printf("tree of %d entries, root %s\n", n, root)
+	var readAny tlog.HashReader
+	if anyQuery {
+		if db == "" {
+			return fmt.Errorf("-anyquery needs -db")
+		}
+		pool, err := pgxpool.New(ctx, db)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		readAny = tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+			rows, err := pool.Query(ctx, `SELECT idx, hash FROM ledger_hashes WHERE idx = ANY($1)`, ix)
+			if err != nil {
+				return nil, err
+			}
+			got := map[int64]tlog.Hash{}
+			for rows.Next() {
+				var i int64
+				var b []byte
+				if err := rows.Scan(&i, &b); err != nil {
+					return nil, err
+				}
+				got[i] = tlog.Hash(b)
+			}
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			out := make([]tlog.Hash, len(ix))
+			for k, x := range ix {
+				h, ok := got[x]
+				if !ok {
+					return nil, fmt.Errorf("stored hash %d missing", x)
+				}
+				out[k] = h
+			}
+			return out, nil
+		})
+		name += " (one = ANY query per proof)"
+	}
+	fmt.Printf("store %s\n", name)
 	rng := rand.New(rand.NewPCG(1, 2))
 	lat := make([]time.Duration, 0, samples)
 	began := time.Now()
 	for range samples {
 		i := rng.Int64N(n)
 		t0 := time.Now()
-		p, err := ledger.InclusionProof(ctx, l, i, n)
+		var p tlog.RecordProof
+		if readAny != nil {
+			p, err = tlog.ProveRecord(n, i, readAny)
+		} else {
+			p, err = ledger.InclusionProof(ctx, l, i, n)
+		}
 		if err != nil {
 			return err
 		}
@@ -502,4 +555,19 @@ SELECT $1::bigint + row_number() OVER (ORDER BY id) - 1, entry, sha256('\x00'::b
 		return 0, err
 	}
 	return size, tx.Commit(ctx)
+}
+
+// verifyDir times verify.Verify over an exported directory.
+func verifyDir(ctx context.Context, dir string) error {
+	vkey, err := os.ReadFile(filepath.Join(dir, "vkey"))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	rep, err := verify.Verify(ctx, verify.DirSource(dir), verify.Config{VerifierKey: strings.TrimSpace(string(vkey))})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s(verified in %v)\n", rep, time.Since(t0).Round(time.Millisecond))
+	return nil
 }

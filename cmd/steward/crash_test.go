@@ -275,10 +275,9 @@ func checkLedgerMatchesFirms(t *testing.T, dataDir, dbURL string, size int64, ac
 			t.Errorf("entry %d: %v", i, err)
 			continue
 		}
-		if e.Type != broker.EntryFirmRegistered {
-			t.Errorf("entry %d has type %s", i, e.Type)
+		if e.Type == broker.EntryFirmRegistered {
+			inLog[e.Firm]++
 		}
-		inLog[e.Firm]++
 	}
 	rows := map[broker.FirmID]bool{}
 	p := store.Page{Limit: store.MaxLimit}
@@ -316,5 +315,5 @@ func checkLedgerMatchesFirms(t *testing.T, dataDir, dbURL string, size int64, ac
 	if len(acked) == 0 {
 		t.Error("no firm was acknowledged in any round; the test proved nothing")
 	}
-	t.Logf("%d firm rows, %d entries", len(rows), len(leaves))
+	t.Logf("%d firm rows, %d entries (%d firm registrations)", len(rows), len(leaves), len(inLog))
 }
