@@ -26,6 +26,7 @@ type config struct {
 	MaxBody         int64
 	LedgerKeyFile   string
 	LedgerOrigin    string
+	MasterKeyFile   string
 }
 
 // Defaults.
@@ -70,6 +71,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"ledger-origin": func() {
 			fs.StringVar(&c.LedgerOrigin, "ledger-origin", DefaultLedgerOrigin, "the ledger's origin line in checkpoints (its public name), used when the key is first created")
+		},
+		"master-key-file": func() {
+			fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "the vault master key file, created on first start (default <data-dir>/master.key); back it up: without it no vault can be read")
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")

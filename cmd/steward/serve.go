@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +16,19 @@ import (
 
 	"github.com/stewardhq/steward/broker/httpapi"
 	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin"}
+// loadVaultKey reads (creating on first start) the vault master key file.
+func loadVaultKey(c config) (vault.Config, error) {
+	path := c.MasterKeyFile
+	if path == "" {
+		path = filepath.Join(c.DataDir, "master.key")
+	}
+	return vault.LoadOrCreateKeyFile(path)
+}
+
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "master-key-file"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -53,6 +64,15 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	}
 	defer s.Close()
 	log.LogAttrs(ctx, slog.LevelInfo, "store open", slog.String("backend", s.Backend()), slog.Any("migrations_applied", applied))
+
+	vcfg, err := loadVaultKey(c)
+	if err != nil {
+		return err
+	}
+	if _, err := vault.New(s, vcfg); err != nil {
+		return err
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "vault ready", slog.Int("master_key_version", vcfg.KeyVersion))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -21,7 +21,9 @@ type Migration struct {
 }
 
 // LoadMigrations reads *.up.sql files from fsys, ordered by version.
-// Versions must start at 1 and have no gaps or duplicates.
+// Versions must be unique. Gaps are allowed, because version numbers are
+// handed out to parallel streams of work before they all land; Migrate
+// applies whatever is not yet recorded, in version order.
 func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	names, err := fs.Glob(fsys, "*.up.sql")
 	if err != nil {
@@ -42,8 +44,8 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i, m := range ms {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must run 1, 2, 3… without gaps", m.Version, path.Base(m.Name))
+		if i > 0 && m.Version == ms[i-1].Version {
+			return nil, fmt.Errorf("migration %d (%s): two files share the version", m.Version, path.Base(m.Name))
 		}
 	}
 	return ms, nil
