@@ -404,9 +404,11 @@ func checkText(s string) string {
 
 // FormulaLike reports whether s would be taken for a formula by a
 // spreadsheet that opens it from CSV (CSV injection): it begins with '=',
-// '@', a tab or carriage return, or '+' or '-' not followed by a digit.
-// "+44 20 7946 0018" and "-3" are data; "=HYPERLINK(…)", "@SUM(…)" and
-// "-cmd" are not.
+// '@', a tab or carriage return, or with '+' or '-' not followed by a
+// digit. A '+' or '-' followed by a digit is data only if the whole value
+// looks like a number or phone number (digits, spaces, '.', '-', '(' and
+// ')'): "+44 20 7946 0018" and "-3.5" are data; "=HYPERLINK(…)",
+// "@SUM(…)", "-cmd" and "-2+3+cmd|…" are not.
 func FormulaLike(s string) bool {
 	if s == "" {
 		return false
@@ -415,10 +417,12 @@ func FormulaLike(s string) bool {
 	case '=', '@', '\t', '\r':
 		return true
 	case '+', '-':
-		return len(s) == 1 || s[1] < '0' || s[1] > '9'
+		return !numberLikeRE.MatchString(s)
 	}
 	return false
 }
+
+var numberLikeRE = regexp.MustCompile(`^[+-][0-9][0-9 .()-]*$`)
 
 func typeName(v any) string {
 	switch v.(type) {
