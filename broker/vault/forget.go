@@ -6,18 +6,25 @@ import (
 	"fmt"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/store"
 )
 
-// Forget erases a customer by crypto-shredding, in one transaction: it
-// deletes their data key (so every value sealed under it, wherever a copy
-// survives, can no longer be decrypted), their records, terms versions and
-// pseudonym mappings, and replaces their handle with a tombstone and
-// clears their name, email and password. It stages nothing on the ledger:
-// the ledger only ever named the customer by pairwise pseudonyms, and with
-// the mappings gone nobody can link those to them. Consents, decision
-// records and disclosures stay, naming only the anonymised row, so firms
-// and regulators can still account for what happened.
+// Forget erases a customer by crypto-shredding, in one transaction:
+//
+//   - it ends their open consents (consent.EndAll: granted ones revoked,
+//     requested ones refused, each with its usual ledger entry);
+//   - it deletes their data key, so every value sealed under it can no
+//     longer be decrypted wherever a copy survives, and their records,
+//     terms versions and pseudonym mappings;
+//   - it replaces their handle with a tombstone and clears their name,
+//     email and password.
+//
+// It stages nothing personal on the ledger: the ledger only ever names the
+// customer by pairwise pseudonyms, and with the mappings gone nobody can
+// link those to them. Consents, decision records and disclosures stay,
+// naming only the anonymised row, so firms and regulators can still
+// account for what happened.
 //
 // Forgetting a forgotten customer does nothing; an unknown one is
 // broker.ErrNotFound.
@@ -29,6 +36,9 @@ func (s *Service) Forget(ctx context.Context, customer broker.CustomerID) error 
 		}
 		if c.Forgotten() {
 			return nil
+		}
+		if _, err := consent.EndAll(ctx, tx, customer, s.now(), consent.ErasureReason); err != nil {
+			return err
 		}
 		return tx.ForgetCustomer(ctx, customer, broker.NewTombstone())
 	})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/ledger/verify"
@@ -200,7 +202,16 @@ func TestForget(t *testing.T) {
 			mustPut(t, v, c.ID, "Contact", `{"email":"`+c.Handle+`@example.org"}`)
 			mustPut(t, v, c.ID, "Preference", alicePrefs)
 		}
-		// A consent with its ledger entry, as package consent writes them.
+		// A granted consent through package consent, and a bare requested
+		// one with a hand-staged entry.
+		allow := func(_ context.Context, _ broker.Customer, _ broker.Firm, _ broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
+			return broker.Decision{Kind: broker.DecisionConsent, Effect: broker.EffectAllow, Scope: req.Scope, DecidedAt: now,
+				Reasons: []broker.Reason{{Source: broker.ReasonTerms, Rule: 1, Text: "allowed"}}}, nil
+		}
+		granted, err := consent.New(s, allow, nil).Request(ctx, alice.ID, firm.ID, "", broker.DataRequest{Scope: storetest.RequestScope()})
+		if err != nil || granted.Consent.State != broker.ConsentGranted {
+			t.Fatalf("request: %v, %v", granted.Consent.State, err)
+		}
 		con := storetest.NewRequest(t, s, alice.ID, firm.ID)
 		var psn broker.Pseudonym
 		if err := s.Update(ctx, func(tx store.Tx) (err error) {
@@ -243,6 +254,25 @@ func TestForget(t *testing.T) {
 			t.Errorf("Forget(unknown) = %v, want ErrNotFound", err)
 		}
 
+		// Her open consents ended, each with its ledger entry.
+		if err := s.View(ctx, func(tx store.Tx) error {
+			for id, want := range map[broker.ConsentID]broker.ConsentState{granted.Consent.ID: broker.ConsentRevoked, con.ID: broker.ConsentDenied} {
+				c, err := tx.GetConsent(ctx, id)
+				if err != nil {
+					return err
+				}
+				if c.State != want {
+					t.Errorf("consent %s is %s after Forget, want %s", id, c.State, want)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := consent.New(s, allow, nil).Request(ctx, alice.ID, firm.ID, "", broker.DataRequest{Scope: storetest.RequestScope()}); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("consent request for a forgotten customer: %v, want ErrNotFound", err)
+		}
+
 		// Nothing of alice's is readable or linkable.
 		if recs, err := v.Records(ctx, alice.ID); err != nil || len(recs) != 0 {
 			t.Errorf("Records after Forget = %v, %v; want none", recs, err)
@@ -251,8 +281,8 @@ func TestForget(t *testing.T) {
 			t.Errorf("%d sealed rows remain", n)
 		}
 		// Put the surviving ciphertext back: it still cannot be opened,
-		// because the key that sealed it is gone. A new key is refused too.
-		err := s.Update(ctx, func(tx store.Tx) error {
+		// because the key that sealed it is gone.
+		err = s.Update(ctx, func(tx store.Tx) error {
 			for _, r := range stolen {
 				if err := tx.PutRecord(ctx, r); err != nil {
 					return err
@@ -314,6 +344,15 @@ func TestForget(t *testing.T) {
 		leaves, err := lg.ReadLeaves(ctx, 0, int(rep.Checkpoint.Size))
 		if err != nil {
 			t.Fatal(err)
+		}
+		var types []broker.EntryType
+		for _, l := range leaves {
+			e, _ := broker.ParseEntry(l)
+			types = append(types, e.Type)
+		}
+		wantTypes := []broker.EntryType{broker.EntryConsentRequested, broker.EntryConsentGranted, broker.EntryConsentRequested}
+		if len(types) != 5 || !slices.Equal(types[:3], wantTypes) || !slices.Contains(types[3:], broker.EntryConsentRevoked) || !slices.Contains(types[3:], broker.EntryConsentDenied) {
+			t.Errorf("ledger entry types = %v; want %v then a revocation and a refusal", types, wantTypes)
 		}
 		for _, l := range leaves {
 			for _, pii := range []string{string(alice.ID), alice.Handle, alice.Email, alice.DisplayName} {
