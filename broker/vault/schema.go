@@ -356,7 +356,12 @@ func checkString(f Field, v any, path string, errs *[]FieldError) (any, bool) {
 			return bad("not a plain email address")
 		}
 	case Phone:
-		digits := strings.Count(s, "") - 1 - strings.Count(s, " ") - strings.Count(s, "-") - 1
+		digits := 0
+		for _, r := range s {
+			if r >= '0' && r <= '9' {
+				digits++
+			}
+		}
 		if !phoneRE.MatchString(s) || digits < 7 || digits > 15 {
 			return bad("must be an international number: '+' and 7 to 15 digits")
 		}
