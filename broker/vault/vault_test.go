@@ -468,3 +468,28 @@ func TestNewRefusesBadKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentFirstPut writes a new customer's first records from many
+// goroutines at once: they must all end up sealed under the one data key
+// that won, so every record opens.
+func TestConcurrentFirstPut(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		v := newService(t, s, vault.Config{})
+		alice := createCustomer(t, s, "alice")
+		cats := []string{"Contact", "Preference", "Gender", "Religion", "Interest", "Genetic"}
+		vals := []string{aliceContact, alicePrefs, `{"gender":"f"}`, `{"religion":"none"}`, `{"interests":["x"]}`, `{"summary":"y"}`}
+		errs := make(chan error, len(cats))
+		for i := range cats {
+			go func() { errs <- v.Put(t.Context(), alice.ID, cats[i], json.RawMessage(vals[i]), "customer") }()
+		}
+		for range cats {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		recs, err := v.Records(t.Context(), alice.ID)
+		if err != nil || len(recs) != len(cats) {
+			t.Fatalf("Records = %d, %v; want %d", len(recs), err, len(cats))
+		}
+	})
+}
