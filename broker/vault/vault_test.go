@@ -375,7 +375,8 @@ func TestRewrap(t *testing.T) {
 			mustPut(t, v1, c.ID, "Contact", `{"email":"`+h+`@example.org"}`)
 			cs = append(cs, c)
 		}
-		v2 := newService(t, s, vault.Config{MasterKey: newKey(t), KeyVersion: 2, RetiredKeys: map[int][]byte{1: old}})
+		next := newKey(t)
+		v2 := newService(t, s, vault.Config{MasterKey: next, KeyVersion: 2, RetiredKeys: map[int][]byte{1: old}})
 		// Before rewrap, v2 reads version-1 keys through its retired key.
 		if recs, err := v2.Records(ctx, cs[0].ID); err != nil || len(recs) != 1 {
 			t.Fatalf("v2 before rewrap: %v, %v", recs, err)
@@ -387,9 +388,10 @@ func TestRewrap(t *testing.T) {
 		if n, err := v2.Rewrap(ctx); err != nil || n != 0 {
 			t.Errorf("second Rewrap = %d, %v; want 0", n, err)
 		}
-		// Every key moved: the new master key reads them all, the old one none.
+		// Every key moved: the new master key alone reads them all, the old one none.
+		v3 := newService(t, s, vault.Config{MasterKey: next, KeyVersion: 2})
 		for _, c := range cs {
-			recs, err := v2.Records(ctx, c.ID)
+			recs, err := v3.Records(ctx, c.ID)
 			if err != nil || len(recs) != 1 {
 				t.Errorf("after rewrap %s: %v, %v", c.Handle, recs, err)
 			}
