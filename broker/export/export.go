@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/store"
 )
 
@@ -78,40 +79,102 @@ type Disclosure struct {
 	Ledger *LedgerEntry `json:"ledger,omitempty"`
 }
 
-// LedgerEntry locates an entry in the public ledger: its index and RFC
-// 6962 leaf hash (a broker.Receipt without a proof; the ledger's receipt
-// endpoint adds the inclusion proof), and the entry itself, byte for byte
-// as logged, so anyone can check the leaf hash.
+// LedgerEntry locates an entry in the public ledger: its receipt (index
+// and RFC 6962 leaf hash; with Config.Ledger set, also the signed
+// checkpoint and the inclusion proof, for entries the checkpoint covers),
+// and the entry itself, byte for byte as logged, so anyone can check the
+// leaf hash and verify the receipt with ledger.VerifyReceipt.
 type LedgerEntry struct {
 	broker.Receipt
 	Type  broker.EntryType `json:"type"`
 	Entry json.RawMessage  `json:"entry"`
 }
 
-// Service builds archives.
-type Service struct {
-	store store.Store
-	vault OpenVault
-	now   func() time.Time
+// Config configures New.
+type Config struct {
+	// Store is read in one read-only transaction per export. Required.
+	Store store.Store
+	// Vault opens the customer's vault. Required.
+	Vault OpenVault
+	// Ledger, if set, is read for the latest checkpoint, and every ledger
+	// entry it covers gets that checkpoint and an inclusion proof in its
+	// receipt, so the customer can check it offline with
+	// ledger.VerifyReceipt and the log's public key.
+	Ledger ledger.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
-// New returns a Service. now may be nil for time.Now.
-func New(s store.Store, vault OpenVault, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// Service builds archives.
+type Service struct {
+	cfg Config
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Vault == nil {
+		return nil, fmt.Errorf("export: %w: a store and a vault are required", broker.ErrInvalid)
 	}
-	return &Service{store: s, vault: vault, now: now}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg}, nil
 }
 
 // Export builds the customer's archive. A forgotten customer has none:
 // broker.ErrNotFound, as for an unknown one.
 func (s *Service) Export(ctx context.Context, customer broker.CustomerID) (*Archive, error) {
-	a := &Archive{Format: FormatVersion, GeneratedAt: s.now().UTC()}
-	err := s.store.View(ctx, func(tx store.Tx) error { return s.build(ctx, tx, customer, a) })
+	a := &Archive{Format: FormatVersion, GeneratedAt: s.cfg.Now().UTC()}
+	err := s.cfg.Store.View(ctx, func(tx store.Tx) error { return s.build(ctx, tx, customer, a) })
+	if err == nil && s.cfg.Ledger != nil {
+		err = addProofs(ctx, s.cfg.Ledger, a)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export for %s: %w", customer, err)
 	}
 	return a, nil
+}
+
+// addProofs completes the receipt of every entry the latest checkpoint
+// covers. Entries sequenced after it keep index and leaf hash only.
+func addProofs(ctx context.Context, r ledger.Reader, a *Archive) error {
+	size, note, err := r.ReadCheckpoint(ctx)
+	if errors.Is(err, broker.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	prove := func(le *LedgerEntry) error {
+		if le.Index >= size {
+			return nil
+		}
+		p, err := ledger.InclusionProof(ctx, r, le.Index, size)
+		if err != nil {
+			return err
+		}
+		le.Checkpoint = string(note)
+		le.Proof = make([]string, len(p))
+		for i, h := range p {
+			le.Proof[i] = base64.StdEncoding.EncodeToString(h[:])
+		}
+		return nil
+	}
+	for i := range a.Consents {
+		for j := range a.Consents[i].Ledger {
+			if err := prove(&a.Consents[i].Ledger[j]); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range a.Disclosures {
+		if a.Disclosures[i].Ledger != nil {
+			if err := prove(a.Disclosures[i].Ledger); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Service) build(ctx context.Context, tx store.Tx, customer broker.CustomerID, a *Archive) (err error) {
@@ -121,7 +184,7 @@ func (s *Service) build(ctx context.Context, tx store.Tx, customer broker.Custom
 	if a.Customer.Forgotten() {
 		return fmt.Errorf("customer %s was forgotten: %w", customer, broker.ErrNotFound)
 	}
-	if a.Vault, err = s.vault(ctx, tx, customer); err != nil {
+	if a.Vault, err = s.cfg.Vault(ctx, tx, customer); err != nil {
 		return err
 	}
 	if a.Terms, err = tx.ListTerms(ctx, customer); err != nil {

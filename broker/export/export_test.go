@@ -18,6 +18,8 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/export"
+	"github.com/stewardhq/steward/broker/ledger"
+	"github.com/stewardhq/steward/broker/ledger/ledgertest"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
@@ -55,7 +57,11 @@ func newWorld(t testing.TB, s backend.Migrator, disclosures int) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{s: s, vault: v, exp: export.New(s, v.RecordsTx, nil),
+	exp, err := export.New(export.Config{Store: s, Vault: v.RecordsTx, Ledger: s.Ledger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{s: s, vault: v, exp: exp,
 		alice: storetest.NewCustomer("alice"), bob: storetest.NewCustomer("bob"),
 		acme: storetest.NewFirm("Acme Retail Ltd", "retail"), globex: storetest.NewFirm("Globex Insurance", "insurance")}
 	w.bob.Jurisdiction = "DE"
@@ -423,4 +429,60 @@ func BenchmarkExport1000Disclosures(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestExportReceiptsVerify integrates the ledger, adds one more disclosure
+// after the checkpoint, and checks that every entry the checkpoint covers
+// carries a receipt that verifies offline with the log's key, and that
+// the later one carries its index and leaf hash only.
+func TestExportReceiptsVerify(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		ctx := t.Context()
+		w := newWorld(t, s, 3)
+		signer, verifier, _ := ledgertest.NewKey(t)
+		if _, _, err := ledger.Integrate(ctx, s.Ledger(), signer, 1000); err != nil {
+			t.Fatal(err)
+		}
+		var granted consent.Outcome
+		a, err := w.exp.Export(ctx, w.alice.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range a.Consents {
+			if c.State == broker.ConsentGranted {
+				granted.Consent, granted.DecisionHash = c.Consent, broker.HashDocument([]byte("d"))
+			}
+		}
+		disclose(t, s, w.alice, w.acme, granted, 1)
+		if _, err := s.Ledger().Sequence(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		a, err = w.exp.Export(ctx, w.alice.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entries []export.LedgerEntry
+		for _, c := range a.Consents {
+			entries = append(entries, c.Ledger...)
+		}
+		for _, d := range a.Disclosures {
+			if d.Ledger != nil {
+				entries = append(entries, *d.Ledger)
+			}
+		}
+		proved, late := 0, 0
+		for _, le := range entries {
+			if !le.Integrated() {
+				late++
+				continue
+			}
+			if _, err := ledger.VerifyReceipt(le.Receipt, le.Entry, verifier); err != nil {
+				t.Errorf("receipt for entry %d: %v", le.Index, err)
+			}
+			proved++
+		}
+		if proved != 5+3 || late != 1 {
+			t.Errorf("%d receipts with proofs, %d without; want 8 and 1", proved, late)
+		}
+	})
 }
