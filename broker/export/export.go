@@ -26,6 +26,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/ledger"
 	"github.com/stewardhq/steward/broker/store"
@@ -145,36 +147,84 @@ func addProofs(ctx context.Context, r ledger.Reader, a *Archive) error {
 	if err != nil {
 		return err
 	}
-	prove := func(le *LedgerEntry) error {
-		if le.Index >= size {
-			return nil
+	var entries []*LedgerEntry
+	for i := range a.Consents {
+		for j := range a.Consents[i].Ledger {
+			entries = append(entries, &a.Consents[i].Ledger[j])
 		}
-		p, err := ledger.InclusionProof(ctx, r, le.Index, size)
+	}
+	for i := range a.Disclosures {
+		if a.Disclosures[i].Ledger != nil {
+			entries = append(entries, a.Disclosures[i].Ledger)
+		}
+	}
+	entries = slices.DeleteFunc(entries, func(le *LedgerEntry) bool { return le.Index >= size })
+	hashes, err := proofHashes(ctx, r, size, entries)
+	if err != nil {
+		return err
+	}
+	for _, le := range entries {
+		p, err := tlog.ProveRecord(size, le.Index, hashes)
 		if err != nil {
-			return err
+			return fmt.Errorf("prove entry %d in tree %d: %w", le.Index, size, err)
 		}
 		le.Checkpoint = string(note)
 		le.Proof = make([]string, len(p))
 		for i, h := range p {
 			le.Proof[i] = base64.StdEncoding.EncodeToString(h[:])
 		}
-		return nil
-	}
-	for i := range a.Consents {
-		for j := range a.Consents[i].Ledger {
-			if err := prove(&a.Consents[i].Ledger[j]); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range a.Disclosures {
-		if a.Disclosures[i].Ledger != nil {
-			if err := prove(a.Disclosures[i].Ledger); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
+}
+
+// proofHashes reads, in one call, every stored hash the inclusion proofs
+// of entries need (found by a dry run of tlog.ProveRecord), rather than
+// one read per proof, and returns a reader over them.
+func proofHashes(ctx context.Context, r ledger.Reader, size int64, entries []*LedgerEntry) (tlog.HashReaderFunc, error) {
+	need := map[int64]bool{}
+	dry := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+		for _, i := range ix {
+			need[i] = true
+		}
+		return make([]tlog.Hash, len(ix)), nil
+	})
+	for _, le := range entries {
+		if _, err := tlog.ProveRecord(size, le.Index, dry); err != nil {
+			return nil, fmt.Errorf("prove entry %d in tree %d: %w", le.Index, size, err)
+		}
+	}
+	ix := make([]int64, 0, len(need))
+	for i := range need {
+		ix = append(ix, i)
+	}
+	slices.Sort(ix)
+	// Read in runs of nearby indexes: each is one range read in the store.
+	got := make(map[int64]tlog.Hash, len(ix))
+	for start := 0; start < len(ix); {
+		end := start + 1
+		for end < len(ix) && ix[end]-ix[end-1] <= 64 {
+			end++
+		}
+		hs, err := r.ReadHashes(ctx, ix[start:end])
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range ix[start:end] {
+			got[i] = hs[k]
+		}
+		start = end
+	}
+	return func(want []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(want))
+		for k, i := range want {
+			h, ok := got[i]
+			if !ok {
+				return nil, fmt.Errorf("stored hash %d not read: %w", i, broker.ErrNotFound)
+			}
+			out[k] = h
+		}
+		return out, nil
+	}, nil
 }
 
 func (s *Service) build(ctx context.Context, tx store.Tx, customer broker.CustomerID, a *Archive) (err error) {
