@@ -192,3 +192,15 @@ func checkText(field, s string, minLen, maxLen int) error {
 	}
 	return nil
 }
+
+// TombstonePrefix starts the handle of a forgotten customer. ':' is not
+// allowed in handles, so a tombstone never collides with a live handle and
+// nobody can sign up as one.
+const TombstonePrefix = "forgotten:"
+
+// NewTombstone returns a fresh tombstone handle for a forgotten customer.
+func NewTombstone() string { return TombstonePrefix + newID("x") }
+
+// Forgotten reports whether the customer has been erased: their handle is
+// a tombstone and their personal data is gone.
+func (c Customer) Forgotten() bool { return strings.HasPrefix(c.Handle, TombstonePrefix) }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -74,3 +75,44 @@ type Pseudonym string
 
 // NewPseudonym draws a fresh pseudonym.
 func NewPseudonym() Pseudonym { return Pseudonym(newID("psn")) }
+
+// SealedRecord is a vault record as stores keep it: Sealed is the value
+// encrypted by package vault under the customer's data key. Stores never
+// see plaintext values.
+type SealedRecord struct {
+	CustomerID CustomerID `json:"customer_id"`
+	Category   string     `json:"category"`
+	Sealed     []byte     `json:"sealed"`
+	Source     string     `json:"source"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+}
+
+// MaxSealedBytes bounds a sealed value: the largest record plus room for
+// the envelope (version, nonce and tag).
+const MaxSealedBytes = MaxRecordBytes + 64
+
+// Validate checks the category and the size of the sealed value.
+func (r SealedRecord) Validate() error {
+	if _, ok := CategoryByName(r.Category); !ok {
+		return fmt.Errorf("%w: unknown category %q", ErrInvalid, r.Category)
+	}
+	if len(r.Sealed) == 0 || len(r.Sealed) > MaxSealedBytes {
+		return fmt.Errorf("%w: sealed %s value must be 1 to %d bytes", ErrInvalid, r.Category, MaxSealedBytes)
+	}
+	return nil
+}
+
+// CustomerKey is a customer's data key, wrapped (encrypted) by the master
+// key of version KeyVersion. Destroying it destroys every value sealed
+// under it: that is how Steward erases a customer.
+type CustomerKey struct {
+	CustomerID CustomerID `json:"customer_id"`
+	Wrapped    []byte     `json:"wrapped"`
+	KeyVersion int        `json:"key_version"`
+	CreatedAt  time.Time  `json:"created_at"`
+}
+
+// ErrUnreadable means a sealed value or wrapped key could not be opened:
+// the key that sealed it is gone (the customer was forgotten), the master
+// key is wrong, or the bytes were altered.
+var ErrUnreadable = errors.New("cannot be decrypted")

@@ -86,6 +86,9 @@ func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm 
 		if err != nil {
 			return err
 		}
+		if c.Forgotten() {
+			return fmt.Errorf("customer %s was forgotten: %w", customer, broker.ErrNotFound)
+		}
 		f, err := tx.GetFirm(ctx, firm)
 		if err != nil {
 			return err

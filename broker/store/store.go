@@ -181,9 +181,32 @@ type Tx interface {
 	CreateRegulator(ctx context.Context, r broker.Regulator) error
 	ListRegulators(ctx context.Context) ([]broker.Regulator, error)
 
-	// PutRecord creates or replaces the customer's record for r.Category.
-	PutRecord(ctx context.Context, r broker.Record) error
-	ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.Record, error)
+	// PutRecord creates or replaces the customer's sealed record for
+	// r.Category. Stores only ever see sealed values: package vault
+	// encrypts them before they get here and decrypts them after.
+	PutRecord(ctx context.Context, r broker.SealedRecord) error
+	// ListRecords returns the customer's sealed records, by category.
+	ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.SealedRecord, error)
+
+	// EnsureCustomerKey stores k unless the customer already has a data
+	// key, and returns the key stored: k, or the one a concurrent
+	// transaction stored first. Callers MUST use the key it returns.
+	EnsureCustomerKey(ctx context.Context, k broker.CustomerKey) (broker.CustomerKey, error)
+	// GetCustomerKey returns the customer's wrapped data key, or
+	// broker.ErrNotFound (never created, or destroyed by ForgetCustomer).
+	GetCustomerKey(ctx context.Context, customer broker.CustomerID) (broker.CustomerKey, error)
+	// ListCustomerKeys returns wrapped keys ordered by customer id.
+	ListCustomerKeys(ctx context.Context, p Page) ([]broker.CustomerKey, error)
+	// RewrapCustomerKey replaces a key's wrapped bytes and version,
+	// provided the stored version is still from; otherwise it returns
+	// broker.ErrConflict and changes nothing.
+	RewrapCustomerKey(ctx context.Context, k broker.CustomerKey, from int) error
+	// ForgetCustomer erases a customer in the caller's transaction: it
+	// deletes their data key, vault records, terms versions and pseudonym
+	// mappings, and anonymises their row (handle set to tombstone, name,
+	// email and password hash cleared). Consents, decision records and
+	// disclosures stay, naming only the anonymised row, for accountability.
+	ForgetCustomer(ctx context.Context, id broker.CustomerID, tombstone string) error
 
 	// AddTerms stores doc as the customer's next terms version (1, 2, …).
 	AddTerms(ctx context.Context, customer broker.CustomerID, doc []byte, at time.Time) (broker.TermsVersion, error)

@@ -32,6 +32,7 @@ type config struct {
 	WebhookKeyFile  string
 	OAuthKeyFile    string
 	OAuthSecretFile string
+	MasterKeyFile   string
 }
 
 // Defaults.
@@ -94,6 +95,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"oauth-secret-file": func() {
 			fs.StringVar(&c.OAuthSecretFile, "oauth-secret-file", "", "the secret keying opaque OAuth tokens and login cookies, created on first start; share it between replicas (default <data-dir>/oauth.secret)")
+		},
+		"master-key-file": func() {
+			fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "the vault master key file, created on first start (default <data-dir>/master.key); back it up: without it no vault can be read")
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")

@@ -17,6 +17,7 @@ import (
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
 )
 
 // demoCredentials are generated on the first demo run and kept in the data
@@ -32,7 +33,7 @@ const credentialsFile = "demo-credentials.json"
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs, cf := flagSet("demo", "Start Steward on the embedded SQLite store in --data-dir, seeded with demo customers,\nfirms and a regulator, and print the URLs to open and the demo logins.", &c, stderr,
-		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout", "ledger-origin", "policy-dir")
+		"addr", "data-dir", "log-level", "log-format", "shutdown-timeout", "ledger-origin", "policy-dir", "master-key-file")
 	c.LogFormat = "text"
 	if err := parseConfig(fs, cf, args); err != nil {
 		return helpOK(err)
@@ -47,7 +48,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c.OperatorToken, c.RegulatorToken = creds.OperatorToken, creds.RegulatorToken
 	c.MaxBody = 1 << 20
-	if err := seedDemo(ctx, c.DataDir, creds); err != nil {
+	vcfg, err := loadVaultKey(c)
+	if err != nil {
+		return err
+	}
+	if err := seedDemo(ctx, c.DataDir, creds, vcfg); err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
 	}
 	if err := seedDemoHistory(ctx, c.DataDir); err != nil {
@@ -96,7 +101,7 @@ var demoCustomers = []demoCustomer{
 	{handle: "alice", name: "Alice Moreau", email: "alice@example.org", jurisdiction: "GB", vault: map[string]string{
 		"Contact":                   `{"email":"alice@example.org","phone":"+44 20 7946 0018","address":"12 Elm Row, London N1 2AB"}`,
 		"Demographic":               `{"birth_year":1988,"household_size":3}`,
-		"PurchasesAndSpendingHabit": `{"last_12_months":[{"merchant":"Acme Retail","category":"groceries","total_gbp":2140.55},{"merchant":"Acme Retail","category":"garden","total_gbp":310.00}]}`,
+		"PurchasesAndSpendingHabit": `{"purchases":[{"merchant":"Acme Retail","category":"groceries","amount":2140.55,"currency":"GBP","date":"2026-10-31"},{"merchant":"Acme Retail","category":"garden","amount":310.00,"currency":"GBP","date":"2026-06-30"}]}`,
 		"Preference":                `{"contact_by":"email","interests":["cycling","cooking","gardening"]}`,
 		"Financial":                 `{"income_band":"40-60k GBP","credit_score_band":"good"}`,
 		"Location":                  `{"home_region":"London","recent":[{"city":"Brighton","month":"2026-10"}]}`,
@@ -123,14 +128,19 @@ var demoFirms = []struct {
 	{"Initech Télécom SA", "telecom", "FR", broker.FirmPending},
 }
 
-// seedDemo fills an empty store with demo data; it does nothing if the
-// demo customers already exist.
-func seedDemo(ctx context.Context, dataDir string, creds demoCredentials) error {
+// seedDemo fills an empty store with demo data, sealing each customer's
+// vault. If the demo customers already exist it only seeds the vaults that
+// are empty (as they are after migration 0006 dropped plaintext records).
+func seedDemo(ctx context.Context, dataDir string, creds demoCredentials, vcfg vault.Config) error {
 	s, _, err := backend.Open(ctx, "", dataDir)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	vlt, err := vault.New(s, vcfg)
+	if err != nil {
+		return err
+	}
 	hashes := map[string]string{}
 	for _, c := range demoCustomers {
 		h, err := password.Hash(creds.Passwords[c.handle], password.Default)
@@ -140,9 +150,29 @@ func seedDemo(ctx context.Context, dataDir string, creds demoCredentials) error 
 		hashes[c.handle] = h
 	}
 	now := time.Now().UTC()
+	seedVault := func(tx store.Tx, id broker.CustomerID, dc demoCustomer) error {
+		if recs, err := tx.ListRecords(ctx, id); err != nil || len(recs) > 0 {
+			return err
+		}
+		for cat, v := range dc.vault {
+			if err := vlt.PutTx(ctx, tx, broker.Record{CustomerID: id, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	return s.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetCustomerByHandle(ctx, demoCustomers[0].handle); err == nil {
-			return nil // already seeded
+			for _, dc := range demoCustomers {
+				c, err := tx.GetCustomerByHandle(ctx, dc.handle)
+				if err != nil {
+					return err
+				}
+				if err := seedVault(tx, c.ID, dc); err != nil {
+					return err
+				}
+			}
+			return nil
 		} else if !errors.Is(err, broker.ErrNotFound) {
 			return err
 		}
@@ -152,10 +182,8 @@ func seedDemo(ctx context.Context, dataDir string, creds demoCredentials) error 
 			if err := tx.CreateCustomer(ctx, c); err != nil {
 				return err
 			}
-			for cat, v := range dc.vault {
-				if err := tx.PutRecord(ctx, broker.Record{CustomerID: c.ID, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
-					return err
-				}
+			if err := seedVault(tx, c.ID, dc); err != nil {
+				return err
 			}
 		}
 		for _, df := range demoFirms {

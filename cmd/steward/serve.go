@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,9 +19,19 @@ import (
 	"github.com/stewardhq/steward/broker/httpapi"
 	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
 )
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file"}
+// loadVaultKey reads (creating on first start) the vault master key file.
+func loadVaultKey(c config) (vault.Config, error) {
+	path := c.MasterKeyFile
+	if path == "" {
+		path = filepath.Join(c.DataDir, "master.key")
+	}
+	return vault.LoadOrCreateKeyFile(path)
+}
+
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -69,6 +80,15 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 		return fmt.Errorf("start workers: %w", err)
 	}
 	defer stopWork()
+
+	vcfg, err := loadVaultKey(c)
+	if err != nil {
+		return err
+	}
+	if _, err := vault.New(s, vcfg); err != nil {
+		return err
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "vault ready", slog.Int("master_key_version", vcfg.KeyVersion))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

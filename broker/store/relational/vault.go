@@ -9,32 +9,115 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 )
 
-const putRecordSQL = `INSERT INTO records (customer_id, category, value, source, updated_at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (customer_id, category) DO UPDATE SET value = excluded.value, source = excluded.source, updated_at = excluded.updated_at`
+const putRecordSQL = `INSERT INTO records (customer_id, category, sealed, source, updated_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (customer_id, category) DO UPDATE SET sealed = excluded.sealed, source = excluded.source, updated_at = excluded.updated_at`
 
-func (tx *Tx) PutRecord(ctx context.Context, r broker.Record) error {
+func (tx *Tx) PutRecord(ctx context.Context, r broker.SealedRecord) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("put record: %w", err)
 	}
-	if _, err := tx.Q.Exec(ctx, putRecordSQL, r.CustomerID, r.Category, string(r.Value), r.Source, tx.t(r.UpdatedAt)); err != nil {
+	if _, err := tx.Q.Exec(ctx, putRecordSQL, r.CustomerID, r.Category, r.Sealed, r.Source, tx.t(r.UpdatedAt)); err != nil {
 		return fmt.Errorf("put %s record of %s: %w", r.Category, r.CustomerID, tx.err(err))
 	}
 	return nil
 }
 
-func (tx *Tx) ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.Record, error) {
-	var out []broker.Record
-	err := queryAll(ctx, tx, `SELECT customer_id, category, value, source, updated_at FROM records WHERE customer_id = $1 ORDER BY category`,
+func (tx *Tx) ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.SealedRecord, error) {
+	var out []broker.SealedRecord
+	err := queryAll(ctx, tx, `SELECT customer_id, category, sealed, source, updated_at FROM records WHERE customer_id = $1 ORDER BY category`,
 		[]any{customer}, func(s *scanner) (*scanner, func()) {
-			var r broker.Record
-			var v []byte
-			s.str((*string)(&r.CustomerID)).str(&r.Category).bytes(&v).str(&r.Source).time(&r.UpdatedAt)
-			return s, func() { r.Value = v; out = append(out, r) }
+			var r broker.SealedRecord
+			s.str((*string)(&r.CustomerID)).str(&r.Category).blob(&r.Sealed).str(&r.Source).time(&r.UpdatedAt)
+			return s, func() { out = append(out, r) }
 		})
 	if err != nil {
 		return nil, fmt.Errorf("list records of %s: %w", customer, err)
 	}
 	return out, nil
+}
+
+const customerKeyColumns = `customer_id, wrapped, key_version, created_at`
+
+func scanCustomerKey(s *scanner, k *broker.CustomerKey) *scanner {
+	return s.str((*string)(&k.CustomerID)).blob(&k.Wrapped).num(&k.KeyVersion).time(&k.CreatedAt)
+}
+
+func (tx *Tx) EnsureCustomerKey(ctx context.Context, k broker.CustomerKey) (broker.CustomerKey, error) {
+	if err := tx.mustWrite("ensure customer key"); err != nil {
+		return broker.CustomerKey{}, err
+	}
+	if len(k.Wrapped) == 0 || k.KeyVersion <= 0 {
+		return broker.CustomerKey{}, fmt.Errorf("ensure key of %s: %w: wrapped key and positive version required", k.CustomerID, broker.ErrInvalid)
+	}
+	_, err := tx.Q.Exec(ctx, `INSERT INTO customer_keys (`+customerKeyColumns+`) VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id) DO NOTHING`,
+		k.CustomerID, k.Wrapped, k.KeyVersion, tx.t(k.CreatedAt))
+	if err != nil {
+		return broker.CustomerKey{}, fmt.Errorf("ensure key of %s: %w", k.CustomerID, tx.err(err))
+	}
+	// Read back: a concurrent transaction may have won the insert.
+	return tx.GetCustomerKey(ctx, k.CustomerID)
+}
+
+func (tx *Tx) GetCustomerKey(ctx context.Context, customer broker.CustomerID) (broker.CustomerKey, error) {
+	var k broker.CustomerKey
+	err := scanCustomerKey(newScanner(tx.D), &k).from(tx.Q.QueryRow(ctx, `SELECT `+customerKeyColumns+` FROM customer_keys WHERE customer_id = $1`, customer))
+	if err != nil {
+		return k, fmt.Errorf("key of %s: %w", customer, err)
+	}
+	return k, nil
+}
+
+func (tx *Tx) ListCustomerKeys(ctx context.Context, p store.Page) ([]broker.CustomerKey, error) {
+	var out []broker.CustomerKey
+	err := queryAll(ctx, tx, `SELECT `+customerKeyColumns+` FROM customer_keys WHERE customer_id > $1 ORDER BY customer_id LIMIT $2`,
+		[]any{p.After, p.N()}, func(s *scanner) (*scanner, func()) {
+			var k broker.CustomerKey
+			return scanCustomerKey(s, &k), func() { out = append(out, k) }
+		})
+	if err != nil {
+		return nil, fmt.Errorf("list customer keys: %w", err)
+	}
+	return out, nil
+}
+
+func (tx *Tx) RewrapCustomerKey(ctx context.Context, k broker.CustomerKey, from int) error {
+	if len(k.Wrapped) == 0 || k.KeyVersion <= 0 {
+		return fmt.Errorf("rewrap key of %s: %w: wrapped key and positive version required", k.CustomerID, broker.ErrInvalid)
+	}
+	n, err := tx.Q.Exec(ctx, `UPDATE customer_keys SET wrapped = $1, key_version = $2 WHERE customer_id = $3 AND key_version = $4`,
+		k.Wrapped, k.KeyVersion, k.CustomerID, from)
+	if err != nil {
+		return fmt.Errorf("rewrap key of %s: %w", k.CustomerID, tx.err(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("rewrap key of %s: %w: not at version %d", k.CustomerID, broker.ErrConflict, from)
+	}
+	return nil
+}
+
+// forgetSQL lists, in order, what ForgetCustomer deletes.
+var forgetSQL = []string{
+	`DELETE FROM records WHERE customer_id = $1`,
+	`DELETE FROM customer_keys WHERE customer_id = $1`,
+	`DELETE FROM terms_versions WHERE customer_id = $1`,
+	`DELETE FROM pseudonyms WHERE customer_id = $1`,
+}
+
+func (tx *Tx) ForgetCustomer(ctx context.Context, id broker.CustomerID, tombstone string) error {
+	if err := tx.mustWrite("forget customer"); err != nil {
+		return err
+	}
+	for _, q := range forgetSQL {
+		if _, err := tx.Q.Exec(ctx, q, id); err != nil {
+			return fmt.Errorf("forget %s: %w", id, tx.err(err))
+		}
+	}
+	err := tx.execOne(ctx, `UPDATE customers SET handle = $1, display_name = '', email = '', password_hash = '', minor = $2 WHERE id = $3`,
+		tombstone, false, id)
+	if err != nil {
+		return fmt.Errorf("forget %s: %w", id, err)
+	}
+	return nil
 }
 
 const termsColumns = `customer_id, version, raw, hash, created_at`

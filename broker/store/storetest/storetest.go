@@ -4,7 +4,6 @@
 package storetest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,6 +30,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Clients", testClients},
 		{"Regulators", testRegulators},
 		{"Records", testRecords},
+		{"CustomerKeys", testCustomerKeys},
+		{"ForgetCustomer", testForgetCustomer},
 		{"Terms", testTerms},
 		{"ConsentLifecycle", testConsentLifecycle},
 		{"ConsentIllegalTransitions", testConsentIllegalTransitions},
@@ -296,38 +297,179 @@ func testRegulators(t *testing.T, s store.Store) {
 func testRecords(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c, _ := Fixture(t, s)
-	r := broker.Record{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`{"email":"alice@example.org","phone":"+44 20 7946 0000"}`),
-		Source: "customer", UpdatedAt: Now}
+	r := broker.SealedRecord{CustomerID: c.ID, Category: "Contact", Sealed: []byte{1, 0, 0xff, 'x'}, Source: "customer", UpdatedAt: Now}
 	update(t, s, func(tx store.Tx) error { return tx.PutRecord(ctx, r) })
 	r2 := r
-	r2.Value, r2.UpdatedAt = json.RawMessage(`{"email":"a@example.org"}`), Now.Add(time.Minute)
-	update(t, s, func(tx store.Tx) error { return tx.PutRecord(ctx, r2) })
+	r2.Sealed, r2.Source, r2.UpdatedAt = []byte{1, 2, 3, 0, 4}, "import", Now.Add(time.Minute)
+	other := r
+	other.Category = "Preference"
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.PutRecord(ctx, r2); err != nil {
+			return err
+		}
+		return tx.PutRecord(ctx, other)
+	})
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.ListRecords(ctx, c.ID)
 		if err != nil {
 			return err
 		}
-		if len(got) != 1 {
-			t.Fatalf("ListRecords = %d records, want 1", len(got))
+		// Binary bytes, NUL and 0xff included, survive exactly.
+		if diff := cmp.Diff([]broker.SealedRecord{r2, other}, got); diff != "" {
+			t.Errorf("ListRecords (-want +got):\n%s", diff)
 		}
-		var gv, wv any
-		_ = json.Unmarshal(got[0].Value, &gv)
-		_ = json.Unmarshal(r2.Value, &wv)
-		if !cmp.Equal(gv, wv) || !got[0].UpdatedAt.Equal(r2.UpdatedAt) {
-			t.Errorf("record = %s at %v, want %s at %v", got[0].Value, got[0].UpdatedAt, r2.Value, r2.UpdatedAt)
+		none, err := tx.ListRecords(ctx, broker.NewCustomerID())
+		if err != nil || len(none) != 0 {
+			t.Errorf("ListRecords(unknown) = %v, %v; want none", none, err)
 		}
 		return nil
 	})
-	for _, bad := range []broker.Record{
-		{CustomerID: c.ID, Category: "Horoscope", Value: json.RawMessage(`{}`), Source: "customer", UpdatedAt: Now},
-		{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`[1,2]`), Source: "customer", UpdatedAt: Now},
-		{CustomerID: c.ID, Category: "Contact", Value: json.RawMessage(`{"a":`), Source: "customer", UpdatedAt: Now},
+	for _, bad := range []broker.SealedRecord{
+		{CustomerID: c.ID, Category: "Horoscope", Sealed: []byte{1}, Source: "customer", UpdatedAt: Now},
+		{CustomerID: c.ID, Category: "Contact", Sealed: nil, Source: "customer", UpdatedAt: Now},
+		{CustomerID: c.ID, Category: "Contact", Sealed: make([]byte, broker.MaxSealedBytes+1), Source: "customer", UpdatedAt: Now},
 	} {
 		wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.PutRecord(ctx, bad) }), broker.ErrInvalid)
 	}
 	unknown := r
 	unknown.CustomerID = broker.NewCustomerID()
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.PutRecord(ctx, unknown) }), broker.ErrNotFound)
+}
+
+func testCustomerKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, _ := Fixture(t, s)
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.GetCustomerKey(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+	// Concurrent first use settles on one key, whichever insert won.
+	var wg sync.WaitGroup
+	got := make([]broker.CustomerKey, 8)
+	for i := range got {
+		wg.Go(func() {
+			k := broker.CustomerKey{CustomerID: c.ID, Wrapped: []byte{byte(i), 0, 0xfe}, KeyVersion: 1, CreatedAt: Now}
+			if err := s.Update(ctx, func(tx store.Tx) (err error) { got[i], err = tx.EnsureCustomerKey(ctx, k); return err }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var stored broker.CustomerKey
+	view(t, s, func(tx store.Tx) (err error) {
+		stored, err = tx.GetCustomerKey(ctx, c.ID)
+		return err
+	})
+	for _, k := range got {
+		if diff := cmp.Diff(stored, k); diff != "" {
+			t.Errorf("EnsureCustomerKey returned a key other than the stored one (-stored +returned):\n%s", diff)
+		}
+	}
+	// Rewrap is a compare-and-swap on the version.
+	next := stored
+	next.Wrapped, next.KeyVersion = []byte("rewrapped"), 2
+	update(t, s, func(tx store.Tx) error { return tx.RewrapCustomerKey(ctx, next, 1) })
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.RewrapCustomerKey(ctx, next, 1) }), broker.ErrConflict)
+	d := NewCustomer("dora")
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateCustomer(ctx, d); err != nil {
+			return err
+		}
+		_, err := tx.EnsureCustomerKey(ctx, broker.CustomerKey{CustomerID: d.ID, Wrapped: []byte("d"), KeyVersion: 1, CreatedAt: Now})
+		return err
+	})
+	view(t, s, func(tx store.Tx) error {
+		all, err := tx.ListCustomerKeys(ctx, store.Page{})
+		if err != nil {
+			return err
+		}
+		if len(all) != 2 || all[0].CustomerID > all[1].CustomerID {
+			t.Fatalf("ListCustomerKeys = %v; want two, by customer id", all)
+		}
+		rest, err := tx.ListCustomerKeys(ctx, store.Page{After: string(all[0].CustomerID)})
+		if err != nil || len(rest) != 1 || rest[0].CustomerID != all[1].CustomerID {
+			t.Errorf("second page = %v, %v", rest, err)
+		}
+		for _, k := range all {
+			if k.CustomerID == c.ID && (k.KeyVersion != 2 || string(k.Wrapped) != "rewrapped") {
+				t.Errorf("rewrapped key = %+v", k)
+			}
+		}
+		return nil
+	})
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.EnsureCustomerKey(ctx, broker.CustomerKey{CustomerID: broker.NewCustomerID(), Wrapped: []byte("x"), KeyVersion: 1, CreatedAt: Now})
+		return err
+	}), broker.ErrNotFound)
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.EnsureCustomerKey(ctx, broker.CustomerKey{CustomerID: d.ID, KeyVersion: 1, CreatedAt: Now})
+		return err
+	}), broker.ErrInvalid)
+}
+
+func testForgetCustomer(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	keep := NewCustomer("bob")
+	update(t, s, func(tx store.Tx) error { return tx.CreateCustomer(ctx, keep) })
+	con := NewRequest(t, s, c.ID, f.ID)
+	for _, id := range []broker.CustomerID{c.ID, keep.ID} {
+		update(t, s, func(tx store.Tx) error {
+			if _, err := tx.EnsureCustomerKey(ctx, broker.CustomerKey{CustomerID: id, Wrapped: []byte("k"), KeyVersion: 1, CreatedAt: Now}); err != nil {
+				return err
+			}
+			if err := tx.PutRecord(ctx, broker.SealedRecord{CustomerID: id, Category: "Contact", Sealed: []byte("s"), Source: "customer", UpdatedAt: Now}); err != nil {
+				return err
+			}
+			if _, err := tx.AddTerms(ctx, id, []byte(`{"version":1,"rules":[]}`), Now); err != nil {
+				return err
+			}
+			_, err := tx.Pseudonym(ctx, id, f.ID)
+			return err
+		})
+	}
+	var psn broker.Pseudonym
+	view(t, s, func(tx store.Tx) (err error) { psn, err = tx.Pseudonym(ctx, c.ID, f.ID); return err })
+	tomb := broker.NewTombstone()
+	update(t, s, func(tx store.Tx) error { return tx.ForgetCustomer(ctx, c.ID, tomb) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetCustomer(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		want := broker.Customer{ID: c.ID, Handle: tomb, Jurisdiction: c.Jurisdiction, CreatedAt: c.CreatedAt}
+		if diff := cmp.Diff(want, got); diff != "" || !got.Forgotten() {
+			t.Errorf("forgotten customer (-want +got):\n%s", diff)
+		}
+		_, err = tx.GetCustomerKey(ctx, c.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		recs, _ := tx.ListRecords(ctx, c.ID)
+		terms, _ := tx.ListTerms(ctx, c.ID)
+		if len(recs) != 0 || len(terms) != 0 {
+			t.Errorf("after forget: %d records, %d terms versions; want none", len(recs), len(terms))
+		}
+		// The consent stays, for accountability, naming only the anonymised row.
+		if _, err := tx.GetConsent(ctx, con.ID); err != nil {
+			t.Errorf("consent gone after forget: %v", err)
+		}
+		// The other customer is untouched.
+		if k, err := tx.GetCustomerKey(ctx, keep.ID); err != nil || string(k.Wrapped) != "k" {
+			t.Errorf("other customer's key = %v, %v", k, err)
+		}
+		recs, _ = tx.ListRecords(ctx, keep.ID)
+		if len(recs) != 1 {
+			t.Errorf("other customer has %d records, want 1", len(recs))
+		}
+		return nil
+	})
+	// The pseudonym mapping is gone: the firm's pseudonym resolves to nobody.
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.ResolvePseudonym(ctx, f.ID, psn)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.ForgetCustomer(ctx, broker.NewCustomerID(), broker.NewTombstone()) }), broker.ErrNotFound)
 }
 
 func testTerms(t *testing.T, s store.Store) {
