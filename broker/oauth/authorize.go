@@ -351,6 +351,9 @@ func narrow(raw json.RawMessage, form url.Values) (json.RawMessage, error) {
 	}
 	total := 0
 	for i, d := range ds {
+		if d == nil {
+			return nil, errors.New("authorization detail is not an object")
+		}
 		kept := []any{}
 		ticked := form["category."+strconv.Itoa(i)]
 		cats, _ := d["categories"].([]any)
