@@ -277,6 +277,9 @@ func TestAttacks(t *testing.T) {
 			if resp, _ := b.postForm(e.srv.URL+oauth.PathConsent, answer); resp.StatusCode != http.StatusSeeOther {
 				t.Errorf("consent with the right token: %d", resp.StatusCode)
 			}
+			if resp, _ := b.postForm(e.srv.URL+oauth.PathConsent, answer); resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("second answer to one authorization: %d, want 400", resp.StatusCode)
+			}
 		})
 
 		t.Run("wrong password", func(t *testing.T) {
