@@ -277,6 +277,9 @@ func TestAttacks(t *testing.T) {
 			if resp, _ := b.postForm(e.srv.URL+oauth.PathConsent, answer); resp.StatusCode != http.StatusSeeOther {
 				t.Errorf("consent with the right token: %d", resp.StatusCode)
 			}
+			if resp, _ := b.postForm(e.srv.URL+oauth.PathConsent, answer); resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("second answer to one authorization: %d, want 400", resp.StatusCode)
+			}
 		})
 
 		t.Run("wrong password", func(t *testing.T) {
@@ -369,8 +372,10 @@ func TestBadInput(t *testing.T) {
 		par("repeated redirect_uri", func(v url.Values) { v.Add("redirect_uri", redirectURI) }, "invalid_request")
 		par("short code_challenge", func(v url.Values) { v.Set("code_challenge", "abc") }, "invalid_request")
 		par("authorization_details not JSON", func(v url.Values) { v.Set("authorization_details", "{not json") }, "invalid_authorization_details")
+		par("authorization_details [null]", func(v url.Values) { v.Set("authorization_details", "[null]") }, "invalid_authorization_details")
 		par("authorization_details empty", func(v url.Values) { v.Set("authorization_details", "[]") }, "invalid_authorization_details")
 		par("request object", func(v url.Values) { v.Set("request", "eyJhbGciOiJub25lIn0.e30.") }, "invalid_request")
+		par("oversized authorization_details", func(v url.Values) { v.Set("authorization_details", `[{"x":"`+strings.Repeat("a", 20<<10)+`"}]`) }, "invalid_authorization_details")
 		par("unknown scope", func(v url.Values) { v.Set("scope", "everything") }, "invalid_scope")
 
 		st, out := e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{}))

@@ -266,6 +266,12 @@ func (p *Provider) Consent() http.Handler {
 			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
 			return
 		}
+		// Claim the interaction first: one answer per authorization request,
+		// even when the form is posted twice at once.
+		if err := p.storage.DeactivateRequest(ctx, kindInteraction, id); err != nil {
+			http.Error(w, "This authorization was already answered.", http.StatusConflict)
+			return
+		}
 		req := ConsentRequest{Customer: customer, Client: c.c, Requested: requested}
 		if r.PostFormValue("decision") == "approve" {
 			req.Approved = true
@@ -295,10 +301,6 @@ func (p *Provider) Consent() http.Handler {
 		}
 		sess := NewSession(string(psn))
 		sess.ConsentID, sess.FirmID, sess.Details = out.ConsentID, c.c.FirmID, out.Details
-		if err := p.storage.DeactivateRequest(ctx, kindInteraction, id); err != nil {
-			http.Error(w, "This authorization was already answered.", http.StatusConflict)
-			return
-		}
 		resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 		if err != nil {
 			p.logReject(ctx, "authorization", err)
@@ -351,6 +353,9 @@ func narrow(raw json.RawMessage, form url.Values) (json.RawMessage, error) {
 	}
 	total := 0
 	for i, d := range ds {
+		if d == nil {
+			return nil, errors.New("authorization detail is not an object")
+		}
 		kept := []any{}
 		ticked := form["category."+strconv.Itoa(i)]
 		cats, _ := d["categories"].([]any)

@@ -49,7 +49,7 @@ func (parPolicy) HandlePushedAuthorizeEndpointRequest(_ context.Context, ar fosi
 	}
 	if d := form.Get("authorization_details"); d != "" {
 		var details []map[string]json.RawMessage
-		if len(d) > 16<<10 || json.Unmarshal([]byte(d), &details) != nil || len(details) == 0 {
+		if len(d) > 16<<10 || json.Unmarshal([]byte(d), &details) != nil || len(details) == 0 || slices.ContainsFunc(details, func(m map[string]json.RawMessage) bool { return m == nil }) {
 			return &fosite.RFC6749Error{ErrorField: "invalid_authorization_details", CodeField: http.StatusBadRequest,
 				DescriptionField: "authorization_details must be a non-empty JSON array of objects (RFC 9396)."}
 		}

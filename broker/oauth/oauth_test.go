@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -65,6 +66,9 @@ func newKeyClient(t testing.TB, alg jose.SignatureAlgorithm) (testClient, []byte
 	t.Helper()
 	var priv, pub any
 	switch alg {
+	case jose.PS256:
+		k, _ := rsa.GenerateKey(rand.Reader, 2048)
+		priv, pub = k, &k.PublicKey
 	case jose.EdDSA:
 		pk, sk, _ := ed25519.GenerateKey(rand.Reader)
 		priv, pub = sk, pk
@@ -478,6 +482,20 @@ func TestClientCredentials(t *testing.T) {
 		}
 		st, out := e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeAuditRead}}))
 		wantError(t, "firm asking for audit:read", st, out, http.StatusBadRequest, "invalid_scope")
+
+		// Every accepted assertion algorithm works.
+		for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.EdDSA} {
+			c, jwks := newKeyClient(t, alg)
+			if err := s.Update(t.Context(), func(tx store.Tx) error {
+				return tx.CreateClient(t.Context(), broker.Client{ID: c.id, FirmID: e.firm.ID, Name: "app " + string(alg),
+					RedirectURIs: []string{redirectURI}, JWKS: jwks, Status: broker.ClientActive, CreatedAt: storetest.Now})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if st, out := e.post(t, oauth.PathToken, e.authForm(t, c, url.Values{"grant_type": {"client_credentials"}})); st != http.StatusOK {
+				t.Errorf("%s assertion: %d %v", alg, st, out)
+			}
+		}
 
 		// A regulator's client gets audit:read and nothing else.
 		reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "ICO", Jurisdiction: "GB", CreatedAt: storetest.Now}
