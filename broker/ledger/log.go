@@ -76,6 +76,15 @@ type Log struct {
 	cfg     Config
 	seqKick chan struct{}
 	intKick chan struct{}
+
+	// Group commit for Stage: callers join the open batch; its leader
+	// waits for the previous flush (flush), then stages the whole batch
+	// in one transaction. While one flush runs the next batch fills, so
+	// throughput grows with concurrency instead of costing a transaction
+	// per caller.
+	mu    sync.Mutex
+	open  *stageBatch
+	flush sync.Mutex
 }
 
 // Start starts the sequencer and integrator goroutines. Both run until
@@ -123,6 +132,11 @@ func kick(c chan struct{}) {
 // Stage validates entries (each must be an entry's canonical bytes, see
 // broker.ParseEntry), stages them and kicks the sequencer. It returns
 // their leaf hashes, which NewReceipt takes once they are sequenced.
+//
+// Concurrent calls are group-committed: they share one staging
+// transaction. Stage returns only once that transaction has committed, so
+// a nil error means the entries are durable. If ctx ends first, Stage
+// returns its error and the entries may or may not have been staged.
 func (l *Log) Stage(ctx context.Context, entries ...[]byte) ([]tlog.Hash, error) {
 	hashes := make([]tlog.Hash, len(entries))
 	for i, e := range entries {
@@ -131,11 +145,40 @@ func (l *Log) Stage(ctx context.Context, entries ...[]byte) ([]tlog.Hash, error)
 		}
 		hashes[i] = tlog.RecordHash(e)
 	}
-	if err := l.s.Stage(ctx, entries...); err != nil {
-		return nil, fmt.Errorf("stage %d entries: %w", len(entries), err)
+	l.mu.Lock()
+	b, leader := l.open, false
+	if b == nil {
+		b, leader = &stageBatch{done: make(chan struct{})}, true
+		l.open = b
+	}
+	b.entries = append(b.entries, entries...)
+	l.mu.Unlock()
+	if leader {
+		l.flush.Lock()
+		l.mu.Lock()
+		l.open = nil // later callers start the next batch
+		l.mu.Unlock()
+		b.err = l.s.Stage(context.WithoutCancel(ctx), b.entries...)
+		l.flush.Unlock()
+		close(b.done)
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if b.err != nil {
+		return nil, fmt.Errorf("stage %d entries: %w", len(entries), b.err)
 	}
 	l.Kick()
 	return hashes, nil
+}
+
+// stageBatch is one group-committed Stage transaction.
+type stageBatch struct {
+	entries [][]byte
+	done    chan struct{}
+	err     error
 }
 
 func (l *Log) loop(ctx context.Context, wake <-chan struct{}, work func(context.Context) error) {

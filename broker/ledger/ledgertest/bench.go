@@ -57,3 +57,47 @@ func BenchAppend(b *testing.B, s ledger.Storage, writers int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// BenchLogAppend measures appends through Log.Stage, which group-commits
+// concurrent callers into one staging transaction, from the first append
+// until the integrator has signed a checkpoint covering every one: the
+// reported appends/s is end to end (staged, sequenced, hashed, signed).
+func BenchLogAppend(b *testing.B, s ledger.Storage, writers int) {
+	ctx := b.Context()
+	signer, _, _ := NewKey(b)
+	entries := Entries(b, 4096)
+	start, err := s.Size(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lg, shutdown, err := ledger.Start(ctx, s, ledger.Config{Signer: signer, Interval: 10 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	var next atomic.Int64
+	b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := lg.Stage(ctx, entries[next.Add(1)%int64(len(entries))]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	staged := b.Elapsed()
+	want := start + int64(b.N)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(2 * time.Millisecond) {
+		size, _, err := s.ReadCheckpoint(ctx)
+		if err == nil && size >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("integrator did not reach %d entries (at %d: %v)", want, size, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/staged.Seconds(), "staged/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}

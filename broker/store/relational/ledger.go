@@ -44,12 +44,26 @@ type Ledger struct {
 	View   func(ctx context.Context, fn func(*Tx) error) error
 }
 
+// Stage queues entries in one transaction, with one multi-row INSERT per
+// MaxSequenceBatch entries, so a group-committed batch costs one round
+// trip rather than one per entry.
 func (l *Ledger) Stage(ctx context.Context, entries ...[]byte) error {
+	for _, e := range entries {
+		if len(e) == 0 || len(e) > broker.MaxEntryBytes {
+			return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
+		}
+	}
 	return l.Update(ctx, func(tx *Tx) error {
-		for _, e := range entries {
-			if err := tx.stage(ctx, e); err != nil {
-				return err
+		for len(entries) > 0 {
+			n := min(len(entries), MaxSequenceBatch)
+			args := make([]any, n)
+			for i, e := range entries[:n] {
+				args[i] = e
 			}
+			if _, err := tx.Q.Exec(ctx, `INSERT INTO ledger_staged (entry) VALUES `+placeholders(1, n, 1), args...); err != nil {
+				return fmt.Errorf("stage %d ledger entries: %w", n, tx.err(err))
+			}
+			entries = entries[n:]
 		}
 		return nil
 	})

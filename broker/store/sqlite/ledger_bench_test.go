@@ -18,3 +18,13 @@ func BenchmarkLedgerAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLedgerLogAppend measures end-to-end appends through Log.Stage,
+// which group-commits concurrent callers into one staging transaction.
+func BenchmarkLedgerLogAppend(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			ledgertest.BenchLogAppend(b, benchStore(b).(*sqlite.Store).Ledger(), writers)
+		})
+	}
+}
