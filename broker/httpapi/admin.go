@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,9 +29,19 @@ const (
 // token nor its length leaks through timing.
 type tokenHash [sha256.Size]byte
 
+// Introspector checks an OAuth access token: whether it is active and the
+// scopes it was granted. The authorization server provides it.
+type Introspector func(ctx context.Context, token string) (scopes []string, active bool, err error)
+
+// ScopeAudit is the OAuth scope that makes an access token a regulator's.
+const ScopeAudit = "audit:read"
+
 // requireRole admits requests whose bearer token belongs to role: no or an
-// unknown token is 401, another role's token is 403.
-func requireRole(role Role, tokens map[Role]string, log *slog.Logger) func(http.Handler) http.Handler {
+// unknown token is 401, another role's token is 403. For the regulator
+// role an OAuth access token granted ScopeAudit also admits (checked with
+// introspect when it is not nil); any other live access token — a firm's —
+// is 403.
+func requireRole(role Role, tokens map[Role]string, introspect Introspector, log *slog.Logger) func(http.Handler) http.Handler {
 	known := map[Role]tokenHash{}
 	for r, t := range tokens {
 		if t != "" {
@@ -40,6 +51,7 @@ func requireRole(role Role, tokens map[Role]string, log *slog.Logger) func(http.
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			ok = ok && strings.EqualFold(scheme, "Bearer") && got != ""
 			sum := tokenHash(sha256.Sum256([]byte(got)))
 			var who Role
 			for candidate, h := range known {
@@ -47,8 +59,21 @@ func requireRole(role Role, tokens map[Role]string, log *slog.Logger) func(http.
 					who = candidate
 				}
 			}
+			if ok && who == "" && role == RoleRegulator && introspect != nil {
+				scopes, active, err := introspect(r.Context(), got)
+				switch {
+				case err != nil:
+					WriteError(w, r, log, fmt.Errorf("introspect: %w", err))
+					return
+				case active && slices.Contains(scopes, ScopeAudit):
+					who = RoleRegulator
+				case active:
+					WriteError(w, r, log, fmt.Errorf("%w: an access token without %s on a regulator route", broker.ErrForbidden, ScopeAudit))
+					return
+				}
+			}
 			switch {
-			case !ok || !strings.EqualFold(scheme, "Bearer") || who == "":
+			case !ok || who == "":
 				WriteError(w, r, log, broker.ErrUnauthenticated)
 			case who != role:
 				WriteError(w, r, log, fmt.Errorf("%w: a %s token on a %s route", broker.ErrForbidden, who, role))

@@ -35,6 +35,9 @@ type Config struct {
 	ReloadPolicy func(ctx context.Context) (string, error)
 	// PolicyHash reports the policy version in force; nil disables the route.
 	PolicyHash func() string
+	// IntrospectToken, when set, admits OAuth access tokens granted the
+	// audit:read scope (regulators' client credentials) on /v1/audit.
+	IntrospectToken Introspector
 	// MaxBody bounds request bodies; 0 means DefaultMaxBody.
 	MaxBody int64
 	// Now is the clock; nil means time.Now.
@@ -96,11 +99,11 @@ func New(cfg Config) (*Router, error) {
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	tokens := map[Role]string{RoleOperator: cfg.OperatorToken, RoleRegulator: cfg.RegulatorToken}
 	r.Route("/v1/admin", func(r chi.Router) {
-		r.Use(requireRole(RoleOperator, tokens, cfg.Logger))
+		r.Use(requireRole(RoleOperator, tokens, nil, cfg.Logger))
 		mountAdmin(r, cfg)
 	})
 	r.Route("/v1/audit", func(r chi.Router) {
-		r.Use(requireRole(RoleRegulator, tokens, cfg.Logger))
+		r.Use(requireRole(RoleRegulator, tokens, cfg.IntrospectToken, cfg.Logger))
 		mountAudit(r, cfg)
 	})
 	return &Router{Router: r, cfg: cfg}, nil
@@ -110,7 +113,7 @@ func New(cfg Config) (*Router, error) {
 // operator token, as /v1/admin does; other packages' operator routes use it.
 func (r *Router) RequireOperator(h http.Handler) http.Handler {
 	tokens := map[Role]string{RoleOperator: r.cfg.OperatorToken, RoleRegulator: r.cfg.RegulatorToken}
-	return requireRole(RoleOperator, tokens, r.cfg.Logger)(h)
+	return requireRole(RoleOperator, tokens, nil, r.cfg.Logger)(h)
 }
 
 func readyHandler(s store.Store, log *slog.Logger) http.HandlerFunc {

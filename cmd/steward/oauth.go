@@ -94,7 +94,10 @@ func loadOAuthKeys(c config) (*ecdsa.PrivateKey, []byte, error) {
 // decided by broker/consent under the policy engine, and starts the
 // periodic cleanup. It returns nil (and logs why) when issuer cannot be an
 // OAuth issuer: plain http on a host other than loopback.
-func startOAuth(ctx context.Context, c config, s backend.Migrator, issuer string, log *slog.Logger) (*oauth.Provider, func(), error) {
+// startOAuth starts the authorization server. Its consent decisions use
+// eng, the one policy engine serve runs, so the operator's reloads apply
+// to them at once.
+func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.Engine, issuer string, log *slog.Logger) (*oauth.Provider, func(), error) {
 	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" && u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost" && u.Hostname() != "::1" {
 		log.LogAttrs(ctx, slog.LevelWarn, "oauth server disabled: set --public-url to an https URL", slog.String("issuer", issuer))
 		return nil, func() {}, nil
@@ -103,13 +106,7 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, issuer string
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := policy.New(ctx, policy.Config{})
-	if err != nil {
-		return nil, nil, err
-	}
-	svc := consent.New(s, func(ctx context.Context, cu broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
-		return eng.Consent(ctx, policy.ConsentRequest{Customer: cu, Firm: f, Terms: tv, Request: req, Now: now})
-	}, nil)
+	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log},
 		s.OAuth(), consentFunc(svc))
 	if err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,8 +14,13 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
+
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/backend"
 )
 
 // TestServeMountsOAuth: serve publishes the authorization server at its
@@ -83,5 +91,116 @@ func TestServeMountsOAuth(t *testing.T) {
 	defer stop()
 	if again := get(t, base+oauth.PathJWKS); string(again) != string(jwks) {
 		t.Errorf("signing key changed across restarts:\n%s\n%s", jwks, again)
+	}
+}
+
+// TestAuditWithClientCredentials: a regulator's OAuth client (client
+// credentials, private_key_jwt) reads the audit API with its access
+// token; a firm's access token is refused with 403 and an unknown token
+// with 401.
+func TestAuditWithClientCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st, _, err := backend.Open(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "Information Commissioner's Office", Jurisdiction: "GB", CreatedAt: time.Now()}
+	firm := broker.Firm{ID: broker.NewFirmID(), LegalName: "Acme Retail Ltd", Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved,
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	type key struct {
+		id   broker.ClientID
+		priv ed25519.PrivateKey
+	}
+	newKey := func() (key, []byte) {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		k := key{id: broker.NewClientID(), priv: priv}
+		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: "k1", Algorithm: string(jose.EdDSA), Use: "sig"}}})
+		return k, jwks
+	}
+	regKey, regJWKS := newKey()
+	firmKey, firmJWKS := newKey()
+	err = st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateRegulator(ctx, reg); err != nil {
+			return err
+		}
+		if err := tx.CreateFirm(ctx, firm); err != nil {
+			return err
+		}
+		return tx.CreateClient(ctx, broker.Client{ID: firmKey.id, FirmID: firm.ID, Name: "Acme app", RedirectURIs: []string{"https://acme.example/cb"},
+			JWKS: firmJWKS, Status: broker.ClientActive, CreatedAt: time.Now()})
+	})
+	if err == nil {
+		err = st.OAuth().CreateRegulatorClient(ctx, reg.ID, broker.Client{ID: regKey.id, Name: "ICO audit", JWKS: regJWKS, Status: broker.ClientActive, CreatedAt: time.Now()})
+	}
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	c := config{Addr: "127.0.0.1:0", DataDir: dir, OperatorToken: strings.Repeat("o", 40), ShutdownTimeout: 5 * time.Second,
+		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
+	var base string
+	select {
+	case base = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	token := func(k key, scope string) string {
+		t.Helper()
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: k.priv, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		jti := make([]byte, 16)
+		_, _ = rand.Read(jti)
+		assertion, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: string(k.id), Subject: string(k.id), Audience: jwt.Audience{base},
+			ID: hex.EncodeToString(jti), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.PostForm(base+oauth.PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		tok, _ := out["access_token"].(string)
+		if resp.StatusCode != 200 || tok == "" {
+			t.Fatalf("client credentials for %s: %d %v", scope, resp.StatusCode, out)
+		}
+		return tok
+	}
+	audit := func(bearer string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/audit/entries", nil)
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := audit(token(regKey, oauth.ScopeAuditRead)); st != 200 {
+		t.Errorf("regulator's access token on the audit API: %d, want 200", st)
+	}
+	if st := audit(token(firmKey, oauth.ScopeFirm)); st != 403 {
+		t.Errorf("firm's access token on the audit API: %d, want 403", st)
+	}
+	if st := audit("not-a-token"); st != 401 {
+		t.Errorf("unknown token on the audit API: %d, want 401", st)
 	}
 }

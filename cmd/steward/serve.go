@@ -92,7 +92,23 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken,
+	// The authorization server starts once the listener gives the issuer;
+	// until then (and when it is off) no access token is active.
+	var op *oauth.Provider
+	introspect := func(ctx context.Context, token string) ([]string, bool, error) {
+		if op == nil {
+			return nil, false, nil
+		}
+		info, err := op.IntrospectAccessToken(ctx, token)
+		if errors.Is(err, oauth.ErrInactive) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return info.Scopes, true, nil
+	}
+	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken, IntrospectToken: introspect,
 		RegulatorToken: c.RegulatorToken, MaxBody: c.MaxBody, ReloadPolicy: pol.Reload, PolicyHash: pol.engine.PolicyHash})
 	if err != nil {
 		return err
@@ -126,7 +142,8 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	if issuer == "" {
 		issuer = base
 	}
-	op, stopOAuth, err := startOAuth(ctx, c, s, issuer, log)
+	var stopOAuth func()
+	op, stopOAuth, err = startOAuth(ctx, c, s, pol.engine, issuer, log)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("start oauth: %w", err)
