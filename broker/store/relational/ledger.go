@@ -209,18 +209,11 @@ func (l *Ledger) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 		var got map[int64]tlog.Hash
 		var err error
 		if hi-lo < 4*int64(len(indexes))+64 {
+			// Dense (integration, tiles): one range scan.
 			got, err = tx.readHashes(ctx, lo, hi+1)
 		} else {
-			got = map[int64]tlog.Hash{}
-			for _, i := range indexes {
-				var part map[int64]tlog.Hash
-				if part, err = tx.readHashes(ctx, i, i+1); err != nil {
-					break
-				}
-				for k, v := range part {
-					got[k] = v
-				}
-			}
+			// Scattered (proofs): one query naming them all.
+			got, err = tx.readHashList(ctx, indexes)
 		}
 		if err != nil {
 			return err
@@ -235,6 +228,34 @@ func (l *Ledger) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 		return nil
 	})
 	return out, err
+}
+
+// readHashList reads the stored hashes at the given indexes with one IN
+// query per MaxSequenceBatch of them.
+func (tx *Tx) readHashList(ctx context.Context, indexes []int64) (map[int64]tlog.Hash, error) {
+	got := make(map[int64]tlog.Hash, len(indexes))
+	for len(indexes) > 0 {
+		n := min(len(indexes), MaxSequenceBatch)
+		args := make([]any, n)
+		for i, idx := range indexes[:n] {
+			args[i] = idx
+		}
+		in := strings.Trim(placeholders(1, 1, n), "()")
+		err := queryAll(ctx, tx, `SELECT idx, hash FROM ledger_hashes WHERE idx IN (`+in+`)`, args, func(s *scanner) (*scanner, func()) {
+			var idx int64
+			var b []byte
+			return s.num64(&idx).blob(&b), func() {
+				var h tlog.Hash
+				copy(h[:], b)
+				got[idx] = h
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		indexes = indexes[n:]
+	}
+	return got, nil
 }
 
 func (l *Ledger) WriteHashes(ctx context.Context, start int64, hashes []tlog.Hash) error {
