@@ -134,6 +134,17 @@ func (m ClientMetadata) client(firm broker.FirmID, now time.Time) broker.Client 
 		JWKS: m.JWKS, JWKSURI: m.JWKSURI, Status: broker.ClientActive, CreatedAt: now}
 }
 
+// NewInitialAccessToken draws an RFC 7591 initial access token and returns
+// it with the hash that storage keeps (CreateInitialAccessToken); the
+// token itself is shown once, to the firm, and never stored.
+func NewInitialAccessToken() (token, hash string) {
+	token = "stia_" + randomToken()
+	return token, hashToken(token)
+}
+
+// HashInitialAccessToken is the hash storage keeps for an initial access token.
+func HashInitialAccessToken(token string) string { return hashToken(token) }
+
 func hashToken(t string) string {
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:])
@@ -260,10 +271,10 @@ func (p *Provider) mintInitialAccessToken(w http.ResponseWriter, r *http.Request
 		p.operatorError(w, r, err)
 		return
 	}
-	tok := "stia_" + randomToken()
+	tok, hash := NewInitialAccessToken()
 	now := p.now()
 	exp := now.Add(p.cfg.InitialAccessTokenLifespan)
-	if err := p.storage.CreateInitialAccessToken(ctx, hashToken(tok), firm, now, exp); err != nil {
+	if err := p.storage.CreateInitialAccessToken(ctx, hash, firm, now, exp); err != nil {
 		p.operatorError(w, r, err)
 		return
 	}

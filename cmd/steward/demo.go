@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
@@ -23,9 +24,12 @@ import (
 // demoCredentials are generated on the first demo run and kept in the data
 // directory, so a restarted demo prints the same tokens.
 type demoCredentials struct {
-	OperatorToken  string            `json:"operator_token"`
-	RegulatorToken string            `json:"regulator_token"`
-	Passwords      map[string]string `json:"customer_passwords"`
+	OperatorToken  string `json:"operator_token"`
+	RegulatorToken string `json:"regulator_token"`
+	// InitialAccessToken lets the demo retail firm register OAuth clients
+	// (RFC 7591); only its hash is in the database.
+	InitialAccessToken string            `json:"initial_access_token"`
+	Passwords          map[string]string `json:"customer_passwords"`
 }
 
 const credentialsFile = "demo-credentials.json"
@@ -55,7 +59,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := seedDemo(ctx, c.DataDir, creds, vcfg); err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
 	}
-	if err := seedDemoHistory(ctx, c.DataDir); err != nil {
+	if err := seedDemoHistory(ctx, c.DataDir, creds); err != nil {
 		return fmt.Errorf("seed demo history: %w", err)
 	}
 	return serve(ctx, c, log, func(base string) { printDemo(stdout, base, c.DataDir, creds) })
@@ -81,6 +85,7 @@ func loadOrCreateCredentials(dir string) (demoCredentials, error) {
 		return creds, err
 	}
 	creds = demoCredentials{OperatorToken: randomToken(), RegulatorToken: randomToken(), Passwords: map[string]string{}}
+	creds.InitialAccessToken, _ = oauth.NewInitialAccessToken()
 	for _, c := range demoCustomers {
 		creds.Passwords[c.handle] = c.handle + "-" + randomToken()[:8]
 	}
@@ -211,6 +216,9 @@ func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  operator token\t%s\n", creds.OperatorToken)
 	fmt.Fprintf(tw, "  regulator token\t%s\n", creds.RegulatorToken)
+	if creds.InitialAccessToken != "" {
+		fmt.Fprintf(tw, "  registration token\t%s   (Acme Retail Ltd: POST %s/oauth/register)\n", creds.InitialAccessToken, base)
+	}
 	for _, c := range demoCustomers {
 		note := ""
 		if c.minor {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
@@ -25,7 +27,7 @@ const aliceTerms = `{"format":"steward.terms/v1","rules":[
 // them by the real policy — one granted at once by her standing allow, one
 // refused, one waiting for her answer. It runs once, when Alice has no
 // terms yet.
-func seedDemoHistory(ctx context.Context, dataDir string) error {
+func seedDemoHistory(ctx context.Context, dataDir string, creds demoCredentials) error {
 	s, _, err := backend.Open(ctx, "", dataDir)
 	if err != nil {
 		return err
@@ -65,6 +67,14 @@ func seedDemoHistory(ctx context.Context, dataDir string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if creds.InitialAccessToken != "" {
+		// The demo retail firm's registration token lasts a year.
+		hash := oauth.HashInitialAccessToken(creds.InitialAccessToken)
+		now := time.Now()
+		if err := s.OAuth().CreateInitialAccessToken(ctx, hash, byName["Acme Retail Ltd"].ID, now, now.AddDate(1, 0, 0)); err != nil {
+			return fmt.Errorf("demo registration token: %w", err)
+		}
 	}
 	eng, err := policy.New(ctx, policy.Config{})
 	if err != nil {

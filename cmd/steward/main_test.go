@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -57,10 +61,14 @@ func TestDemoBinary(t *testing.T) {
 	urlRE := regexp.MustCompile(`running at (http://\S+)`)
 	tokenRE := regexp.MustCompile(`operator token\s+([0-9a-f]{64})`)
 	regulatorRE := regexp.MustCompile(`regulator token\s+([0-9a-f]{64})`)
-	var base, token, regulatorToken string
+	registrationRE := regexp.MustCompile(`registration token\s+(stia_\S+)`)
+	var base, token, regulatorToken, registrationToken string
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
-	for sc.Scan() && (base == "" || token == "" || regulatorToken == "") {
+	for sc.Scan() && (base == "" || token == "" || regulatorToken == "" || registrationToken == "") {
+		if m := registrationRE.FindStringSubmatch(sc.Text()); m != nil {
+			registrationToken = m[1]
+		}
 		if m := regulatorRE.FindStringSubmatch(sc.Text()); m != nil {
 			regulatorToken = m[1]
 		}
@@ -126,6 +134,29 @@ func TestDemoBinary(t *testing.T) {
 	}
 	if len(entries.Items) < 9 {
 		t.Errorf("demo ledger has %d entries, want the 5 firm registrations and the consent history", len(entries.Items))
+	}
+	// The printed registration token lets the demo firm register a client
+	// (RFC 7591), once the token is checked.
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	clientJWKS, _ := json.Marshal(map[string]any{"keys": []map[string]string{{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "alg": "EdDSA",
+		"x": base64.RawURLEncoding.EncodeToString(pub)}}})
+	meta := fmt.Sprintf(`{"client_name":"Acme checkout","redirect_uris":["http://127.0.0.1:9999/callback"],"jwks":%s,"token_endpoint_auth_method":"private_key_jwt"}`, clientJWKS)
+	for _, tc := range []struct {
+		bearer string
+		want   int
+	}{{"stia_wrong", 401}, {registrationToken, 201}} {
+		req, _ := http.NewRequest("POST", base+"/oauth/register", strings.NewReader(meta))
+		req.Header.Set("Authorization", "Bearer "+tc.bearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("register with %q: %d %s, want %d", tc.bearer, resp.StatusCode, b, tc.want)
+		}
 	}
 	var jwks struct {
 		Keys []struct{ Kty, Crv, Kid, Alg string }
