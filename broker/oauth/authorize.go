@@ -23,6 +23,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/oauth/fapi"
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/store"
 )
@@ -70,6 +71,13 @@ func (p *Provider) Authorize() http.Handler {
 		defer end()
 		if r.Method != http.MethodGet {
 			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		// fosite merges the query into the pushed request; accept nothing
+		// the browser could have added.
+		if err := fapi.PushedOnly(r.URL.Query()); err != nil {
+			p.logReject(ctx, "authorization request", err)
+			p.writeAuthorizeError(ctx, w, fosite.NewAuthorizeRequest(), err)
 			return
 		}
 		ar, err := p.oauth.NewAuthorizeRequest(ctx, r)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
+
+	"github.com/stewardhq/steward/broker/oauth/dpop"
 )
 
 // maxFormBody bounds the body of every form endpoint.
@@ -57,6 +59,13 @@ func (parPolicy) HandlePushedAuthorizeEndpointRequest(_ context.Context, ar fosi
 	return nil
 }
 
+// setNonce sends the fresh nonce a use_dpop_nonce error carries (RFC 9449 §8).
+func setNonce(w http.ResponseWriter, err error) {
+	if n, ok := dpop.NonceFromError(err); ok {
+		w.Header().Set(dpop.NonceHeader, n)
+	}
+}
+
 // logReject logs a refused request at Debug (client error) or Error.
 func (p *Provider) logReject(ctx context.Context, what string, err error) {
 	lvl := slog.LevelDebug
@@ -71,15 +80,18 @@ func (p *Provider) PAR() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, end := p.beginRequest(r.Context())
 		defer end()
+		ctx = context.WithValue(ctx, fosite.RequestContextKey, r) // for the DPoP proof
 		ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
+			setNonce(w, err)
 			p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
 			return
 		}
 		resp, err := p.oauth.NewPushedAuthorizeResponse(ctx, ar, NewSession(""))
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
+			setNonce(w, err)
 			p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
 			return
 		}
@@ -93,10 +105,12 @@ func (p *Provider) Token() http.Handler {
 	return http.MaxBytesHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, end := p.beginRequest(r.Context())
 		defer end()
+		ctx = context.WithValue(ctx, fosite.RequestContextKey, r) // for the DPoP proof
 		sess := NewSession("")
 		ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 		if err != nil {
 			p.logReject(ctx, "token request", err)
+			setNonce(w, err)
 			p.oauth.WriteAccessError(ctx, w, ar, err)
 			return
 		}
@@ -116,6 +130,7 @@ func (p *Provider) Token() http.Handler {
 		resp, err := p.oauth.NewAccessResponse(ctx, ar)
 		if err != nil {
 			p.logReject(ctx, "token request", err)
+			setNonce(w, err)
 			p.oauth.WriteAccessError(ctx, w, ar, err)
 			return
 		}
@@ -205,7 +220,7 @@ func (p *Provider) IntrospectAccessToken(ctx context.Context, token string) (Tok
 // the OpenID discovery path.
 func (p *Provider) Metadata() http.Handler {
 	iss := p.cfg.Issuer
-	doc, err := json.Marshal(map[string]any{
+	m := map[string]any{
 		"issuer":                                                   iss,
 		"authorization_endpoint":                                   iss + PathAuthorize,
 		"token_endpoint":                                           iss + PathToken,
@@ -228,9 +243,11 @@ func (p *Provider) Metadata() http.Handler {
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
 		"authorization_response_iss_parameter_supported":           true,
 		"authorization_details_types_supported":                    []string{"steward_customer_data"},
-		// Placeholder until DPoP (RFC 9449) is plugged in.
-		"dpop_signing_alg_values_supported": []string{"ES256", "PS256", "EdDSA"},
-	})
+	}
+	if p.cfg.DPoP != nil {
+		m["dpop_signing_alg_values_supported"] = p.cfg.DPoP.Algorithms()
+	}
+	doc, err := json.Marshal(m)
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err != nil {
 			http.Error(w, "metadata unavailable", http.StatusInternalServerError)

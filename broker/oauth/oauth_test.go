@@ -86,6 +86,12 @@ func newKeyClient(t testing.TB, alg jose.SignatureAlgorithm) (testClient, []byte
 
 func newEnv(t testing.TB, s backend.Migrator) *env {
 	t.Helper()
+	return newEnvConfig(t, s, nil)
+}
+
+// newEnvConfig is newEnv with mod applied to the provider's Config.
+func newEnvConfig(t testing.TB, s backend.Migrator, mod func(*oauth.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{store: s}
 	if tt, ok := t.(*testing.T); ok {
@@ -136,8 +142,11 @@ func newEnv(t testing.TB, s backend.Migrator) *env {
 		return eng.Consent(ctx, policy.ConsentRequest{Customer: c, Firm: f, Terms: tv, Request: req, Now: now})
 	}, nil)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	e.p, err = oauth.New(oauth.Config{Issuer: e.srv.URL, SigningKey: key, Secret: []byte(strings.Repeat("s", 32)),
-		Store: s, Templates: web.Templates}, s.OAuth(), consentFunc(svc))
+	cfg := oauth.Config{Issuer: e.srv.URL, SigningKey: key, Secret: []byte(strings.Repeat("s", 32)), Store: s, Templates: web.Templates}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e.p, err = oauth.New(cfg, s.OAuth(), consentFunc(svc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,10 @@
 //     lives in the database (only a signature of each is stored), so
 //     revocation, consent withdrawal and firm suspension take effect on
 //     the very next request; resource servers introspect (RFC 7662).
+//   - With Config.DPoP set, authorization-code and refresh tokens are
+//     DPoP-bound (RFC 9449), by dpop_jkt or a proof at PAR or the token
+//     endpoint, and authorization_details are validated strictly (RFC 9396);
+//     see package fapi. Client-credentials tokens stay Bearer.
 //
 // # Use
 //
@@ -45,6 +49,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +57,9 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 
+	"github.com/stewardhq/steward/broker/oauth/dpop"
+	"github.com/stewardhq/steward/broker/oauth/fapi"
+	"github.com/stewardhq/steward/broker/oauth/rar"
 	"github.com/stewardhq/steward/broker/store"
 )
 
@@ -110,6 +118,13 @@ type Config struct {
 	// Lifespans; zero means the Default* constant.
 	AccessTokenLifespan, RefreshTokenLifespan, AuthorizeCodeLifespan, PARLifespan time.Duration
 	InitialAccessTokenLifespan                                                    time.Duration
+	// DPoP validates DPoP proofs (RFC 9449) at the PAR and token endpoints;
+	// nil turns DPoP (and strict RAR parsing) off and issues Bearer tokens.
+	DPoP *dpop.Validator
+	// DPoPOptional lets authorization-code and refresh token requests
+	// without a proof get Bearer tokens when their grant is unbound.
+	// FAPI 2.0 deployments leave it false.
+	DPoPOptional bool
 }
 
 func (c *Config) validate() error {
@@ -228,16 +243,31 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		IsPushedAuthorizeEnforced:       true,
 		SendDebugMessagesToClients:      false,
 	}
-	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc),
-		func(fosite.Configurator, any, any) any { return parPolicy{} },
-		compose.OAuth2AuthorizeExplicitFactory,
-		compose.OAuth2PKCEFactory,
-		compose.OAuth2RefreshTokenGrantFactory,
-		compose.OAuth2ClientCredentialsGrantFactory,
-		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
-		compose.PushedAuthorizeHandlerFactory,
-	)
+	// fapi's before handlers check dpop_jkt, authorization_details and the
+	// token request's proof before fosite's handlers store or consume
+	// anything; its after handlers bind the session fosite restored.
+	var before, after []compose.Factory
+	if cfg.DPoP != nil {
+		ext := fapi.Extensions{DPoP: cfg.DPoP, TokenURL: cfg.Issuer + PathToken, PARURL: cfg.Issuer + PathPAR,
+			DPoPOptional: cfg.DPoPOptional, GrantTypes: []string{"authorization_code", "refresh_token"}, RAR: rar.Options{}}
+		if before, after, err = ext.Factories(); err != nil {
+			return nil, fmt.Errorf("oauth: %w", err)
+		}
+	}
+	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc), slices.Concat(
+		[]compose.Factory{func(fosite.Configurator, any, any) any { return parPolicy{} }},
+		before,
+		[]compose.Factory{
+			compose.OAuth2AuthorizeExplicitFactory,
+			compose.OAuth2PKCEFactory,
+			compose.OAuth2RefreshTokenGrantFactory,
+			compose.OAuth2ClientCredentialsGrantFactory,
+			compose.OAuth2TokenIntrospectionFactory,
+			compose.OAuth2TokenRevocationFactory,
+			compose.PushedAuthorizeHandlerFactory,
+		},
+		after,
+	)...)
 	return p, nil
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -19,6 +21,8 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauth/dpop"
+	"github.com/stewardhq/steward/broker/oauth/rar"
 	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/web"
@@ -106,9 +110,13 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	if err != nil {
 		return nil, nil, err
 	}
+	v, err := newDPoPValidator(secret)
+	if err != nil {
+		return nil, nil, err
+	}
 	svc := consentService(s, eng)
-	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log},
-		s.OAuth(), consentFunc(svc))
+	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
+		DPoP: v, DPoPOptional: false}, s.OAuth(), consentFunc(svc))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,26 +142,32 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	return p, func() { cancel(); <-done }, nil
 }
 
-// detail is the part of a steward_customer_data authorization detail the
-// consent service needs. The RAR package (broker/oauth/rar) replaces this
-// with its strict parser and Scope conversion when it is merged.
-type detail struct {
-	Categories []string            `json:"categories"`
-	Fields     map[string][]string `json:"fields,omitempty"`
-	Purpose    string              `json:"purpose"`
-	Duration   string              `json:"duration"`
+// newDPoPValidator returns the DPoP proof validator (RFC 9449). Its nonce
+// key is derived from the OAuth secret, so every replica issues and
+// accepts the same nonces; replayed proofs are remembered per process.
+func newDPoPValidator(secret []byte) (*dpop.Validator, error) {
+	nonceKey, err := hkdf.Key(sha256.New, secret, nil, "steward dpop nonce", dpop.MinNonceKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("dpop nonce key: %w", err)
+	}
+	nonces, err := dpop.NewNonces(0, nonceKey)
+	if err != nil {
+		return nil, fmt.Errorf("dpop nonces: %w", err)
+	}
+	return dpop.NewValidator(dpop.Config{Replay: dpop.NewMemoryReplayCache(0, nil), Nonces: nonces})
 }
 
+// scopeOf converts authorization details (exactly one steward_customer_data
+// object, checked by rar.Parse) to the consent scope they ask for.
 func scopeOf(raw json.RawMessage) (broker.Scope, error) {
-	var ds []detail
-	if err := json.Unmarshal(raw, &ds); err != nil || len(ds) != 1 {
+	ds, err := rar.Parse(string(raw), rar.Options{})
+	if err != nil {
+		return broker.Scope{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
+	}
+	if len(ds) != 1 {
 		return broker.Scope{}, fmt.Errorf("%w: want exactly one authorization detail", broker.ErrInvalid)
 	}
-	d, err := broker.ParseDuration(ds[0].Duration)
-	if err != nil {
-		return broker.Scope{}, err
-	}
-	return broker.Scope{Categories: ds[0].Categories, Fields: ds[0].Fields, Purpose: ds[0].Purpose, Duration: d}, nil
+	return rar.ToScope(ds[0]), nil
 }
 
 // consentFunc connects the authorization endpoint to broker/consent: the
