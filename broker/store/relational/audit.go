@@ -15,10 +15,13 @@ import (
 )
 
 // indexEntries writes the audit index rows for entries sequenced at
-// indices start, start+1, …. An entry that does not parse (only possible
-// if staged around StageLedgerEntry) is left out of the index; the
-// verifier will name it.
+// indices start, start+1, …, with a few multi-row INSERTs per batch since
+// it runs inside every sequencing transaction. An entry that does not
+// parse (only possible if staged around StageLedgerEntry) is left out of
+// the index; the verifier will name it.
 func (tx *Tx) indexEntries(ctx context.Context, start int64, entries [][]byte) error {
+	var rows, cats []any
+	purposes := map[broker.ConsentID]string{} // the batch's own consents
 	for i, b := range entries {
 		e, err := broker.ParseEntry(b)
 		if err != nil {
@@ -26,30 +29,45 @@ func (tx *Tx) indexEntries(ctx context.Context, start int64, entries [][]byte) e
 		}
 		idx := start + int64(i)
 		purpose := e.Purpose
-		if purpose == "" && e.Consent != "" {
-			// Revocations and expiries carry no purpose; file them under
-			// the consent's, so reports can count them per purpose.
-			err := newScanner(tx.D).str(&purpose).from(tx.Q.QueryRow(ctx,
-				`SELECT purpose FROM ledger_index WHERE consent_id = $1 AND purpose <> '' ORDER BY idx LIMIT 1`, e.Consent))
-			if err != nil && !isNotFound(err) {
-				return err
+		if e.Consent != "" {
+			if purpose == "" {
+				// Revocations and expiries carry no purpose; file them
+				// under the consent's, so reports count them per purpose.
+				if purpose, err = tx.consentPurpose(ctx, e.Consent, purposes); err != nil {
+					return err
+				}
+			} else if _, ok := purposes[e.Consent]; !ok {
+				purposes[e.Consent] = purpose
 			}
 		}
-		_, err = tx.Q.Exec(ctx, `INSERT INTO ledger_index (idx, type, at, firm_id, customer, purpose, consent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			idx, string(e.Type), tx.t(e.Time), e.Firm, string(e.Customer), purpose, e.Consent)
-		if err != nil {
-			return fmt.Errorf("index entry %d: %w", idx, tx.err(err))
-		}
+		rows = append(rows, idx, string(e.Type), tx.t(e.Time), e.Firm, string(e.Customer), purpose, e.Consent)
 		for _, c := range e.Categories {
-			if _, err := tx.Q.Exec(ctx, `INSERT INTO ledger_index_categories (idx, category) VALUES ($1, $2)`, idx, c); err != nil {
-				return fmt.Errorf("index entry %d: %w", idx, tx.err(err))
-			}
+			cats = append(cats, idx, c)
 		}
+	}
+	if err := tx.insertRows(ctx, `INSERT INTO ledger_index (idx, type, at, firm_id, customer, purpose, consent_id) VALUES `, 7, rows); err != nil {
+		return fmt.Errorf("index entries from %d: %w", start, err)
+	}
+	if err := tx.insertRows(ctx, `INSERT INTO ledger_index_categories (idx, category) VALUES `, 2, cats); err != nil {
+		return fmt.Errorf("index entry categories from %d: %w", start, err)
 	}
 	return nil
 }
 
-func isNotFound(err error) bool { return errors.Is(err, broker.ErrNotFound) }
+// consentPurpose is the purpose of the consent's first indexed entry that
+// has one, looking first at the batch being indexed.
+func (tx *Tx) consentPurpose(ctx context.Context, id broker.ConsentID, batch map[broker.ConsentID]string) (string, error) {
+	if p, ok := batch[id]; ok {
+		return p, nil
+	}
+	var purpose string
+	err := newScanner(tx.D).str(&purpose).from(tx.Q.QueryRow(ctx,
+		`SELECT purpose FROM ledger_index WHERE consent_id = $1 AND purpose <> '' ORDER BY idx LIMIT 1`, id))
+	if errors.Is(err, broker.ErrNotFound) {
+		return "", nil
+	}
+	return purpose, err
+}
 
 func (tx *Tx) SearchLedger(ctx context.Context, f store.LedgerFilter) ([]store.IndexedEntry, error) {
 	q := `SELECT i.idx, l.entry FROM ledger_index i JOIN ledger_leaves l ON l.idx = i.idx WHERE i.idx > $1`

@@ -48,25 +48,32 @@ type Ledger struct {
 // MaxSequenceBatch entries, so a group-committed batch costs one round
 // trip rather than one per entry.
 func (l *Ledger) Stage(ctx context.Context, entries ...[]byte) error {
-	for _, e := range entries {
+	args := make([]any, len(entries))
+	for i, e := range entries {
 		if len(e) == 0 || len(e) > broker.MaxEntryBytes {
 			return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
 		}
+		args[i] = e
 	}
 	return l.Update(ctx, func(tx *Tx) error {
-		for len(entries) > 0 {
-			n := min(len(entries), MaxSequenceBatch)
-			args := make([]any, n)
-			for i, e := range entries[:n] {
-				args[i] = e
-			}
-			if _, err := tx.Q.Exec(ctx, `INSERT INTO ledger_staged (entry) VALUES `+placeholders(1, n, 1), args...); err != nil {
-				return fmt.Errorf("stage %d ledger entries: %w", n, tx.err(err))
-			}
-			entries = entries[n:]
+		if err := tx.insertRows(ctx, `INSERT INTO ledger_staged (entry) VALUES `, 1, args); err != nil {
+			return fmt.Errorf("stage %d ledger entries: %w", len(entries), err)
 		}
 		return nil
 	})
+}
+
+// insertRows runs prefix + VALUES lists for args taken cols at a time, in
+// statements of at most MaxSequenceBatch rows.
+func (tx *Tx) insertRows(ctx context.Context, prefix string, cols int, args []any) error {
+	for len(args) > 0 {
+		n := min(len(args)/cols, MaxSequenceBatch)
+		if _, err := tx.Q.Exec(ctx, prefix+placeholders(1, n, cols), args[:n*cols]...); err != nil {
+			return tx.err(err)
+		}
+		args = args[n*cols:]
+	}
+	return nil
 }
 
 func placeholders(from, rows, cols int) string {
@@ -259,21 +266,12 @@ func (tx *Tx) readHashList(ctx context.Context, indexes []int64) (map[int64]tlog
 }
 
 func (l *Ledger) WriteHashes(ctx context.Context, start int64, hashes []tlog.Hash) error {
-	const batch = 1000
 	return l.Update(ctx, func(tx *Tx) error {
 		have, err := tx.readHashes(ctx, start, start+int64(len(hashes)))
 		if err != nil {
 			return err
 		}
 		var args []any
-		flush := func() error {
-			if len(args) == 0 {
-				return nil
-			}
-			_, err := tx.Q.Exec(ctx, `INSERT INTO ledger_hashes (idx, hash) VALUES `+placeholders(1, len(args)/2, 2), args...)
-			args = args[:0]
-			return tx.err(err)
-		}
 		for i, h := range hashes {
 			idx := start + int64(i)
 			if old, ok := have[idx]; ok {
@@ -283,13 +281,8 @@ func (l *Ledger) WriteHashes(ctx context.Context, start int64, hashes []tlog.Has
 				continue
 			}
 			args = append(args, idx, bytes.Clone(h[:]))
-			if len(args) == 2*batch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
 		}
-		return flush()
+		return tx.insertRows(ctx, `INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, args)
 	})
 }
 

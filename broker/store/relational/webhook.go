@@ -3,6 +3,7 @@ package relational
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/stewardhq/steward/broker"
@@ -47,10 +48,16 @@ ORDER BY next_attempt_at, id LIMIT $2`+tx.D.SkipLockedSuffix, []any{tx.t(now), s
 	if err != nil {
 		return nil, fmt.Errorf("claim webhooks: %w", err)
 	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	args := []any{tx.t(now.Add(lease))}
 	for _, d := range out {
-		if err := tx.execOne(ctx, `UPDATE webhook_deliveries SET locked_until = $1 WHERE id = $2`, tx.t(now.Add(lease)), d.ID); err != nil {
-			return nil, fmt.Errorf("lease webhook %s: %w", d.ID, err)
-		}
+		args = append(args, d.ID)
+	}
+	in := strings.Trim(placeholders(2, 1, len(out)), "()")
+	if _, err := tx.Q.Exec(ctx, `UPDATE webhook_deliveries SET locked_until = $1 WHERE id IN (`+in+`)`, args...); err != nil {
+		return nil, fmt.Errorf("lease %d webhooks: %w", len(out), tx.err(err))
 	}
 	return out, nil
 }
