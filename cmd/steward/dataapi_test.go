@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/consent"
+	"github.com/stewardhq/steward/broker/dataapi"
+	"github.com/stewardhq/steward/broker/firmclient"
+	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/password"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
+)
+
+// dataEnv is a running `steward serve` on its embedded store, seeded with
+// two firms (each with a client), and two customers with vault data.
+type dataEnv struct {
+	base     string
+	dir      string
+	operator string
+	st       backend.Migrator
+	firm     broker.Firm
+	other    broker.Firm
+	client   *firmclient.Client
+	otherCl  *firmclient.Client
+	alice    broker.Customer
+	bob      broker.Customer
+}
+
+const (
+	dataRedirect = "https://firm.example/callback"
+	dataPassword = "correct horse battery staple"
+)
+
+func newDataEnv(t *testing.T) *dataEnv {
+	t.Helper()
+	ctx := t.Context()
+	e := &dataEnv{dir: t.TempDir(), operator: strings.Repeat("o", 40)}
+	st, _, err := backend.Open(ctx, "", e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcfg, err := vault.LoadOrCreateKeyFile(e.dir + "/master.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vlt, err := vault.New(st, vcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	hash, err := password.Hash(dataPassword, password.Params{Memory: 1024, Time: 1, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFirm := func(name string) (broker.Firm, broker.ClientID, []byte, ed25519.PrivateKey) {
+		f := broker.Firm{ID: broker.NewFirmID(), LegalName: name, Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}
+		k, jwks := firmclient.NewKey("k1")
+		return f, broker.NewClientID(), jwks, k
+	}
+	var keys [2]ed25519.PrivateKey
+	var ids [2]broker.ClientID
+	var jwks [2][]byte
+	e.firm, ids[0], jwks[0], keys[0] = newFirm("Acme Retail Ltd")
+	e.other, ids[1], jwks[1], keys[1] = newFirm("Rival Stores plc")
+	e.alice = broker.Customer{ID: broker.NewCustomerID(), Handle: "alice", DisplayName: "Alice", Email: "alice@example.org", Jurisdiction: "GB",
+		PasswordHash: hash, CreatedAt: now}
+	e.bob = broker.Customer{ID: broker.NewCustomerID(), Handle: "bob", DisplayName: "Bob", Email: "bob@example.org", Jurisdiction: "GB",
+		PasswordHash: hash, CreatedAt: now}
+	err = st.Update(ctx, func(tx store.Tx) error {
+		for i, f := range []broker.Firm{e.firm, e.other} {
+			if err := tx.CreateFirm(ctx, f); err != nil {
+				return err
+			}
+			if err := tx.CreateClient(ctx, broker.Client{ID: ids[i], FirmID: f.ID, Name: f.LegalName + " app", RedirectURIs: []string{dataRedirect},
+				JWKS: jwks[i], Status: broker.ClientActive, CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		for _, c := range []broker.Customer{e.alice, e.bob} {
+			if err := tx.CreateCustomer(ctx, c); err != nil {
+				return err
+			}
+			for cat, v := range map[string]string{
+				"Contact":    `{"email":"` + c.Email + `","phone":"+44 20 7946 0018"}`,
+				"Preference": `{"contact_by":"email","interests":["cycling"]}`,
+			} {
+				if err := vlt.PutTx(ctx, tx, broker.Record{CustomerID: c.ID, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st = st
+	t.Cleanup(st.Close)
+
+	sctx, cancel := context.WithCancel(ctx)
+	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
+		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
+	select {
+	case e.base = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	e.client = firmclient.New(e.base, string(ids[0]), keys[0], "k1")
+	e.otherCl = firmclient.New(e.base, string(ids[1]), keys[1], "k1")
+	return e
+}
+
+// details asks for Contact and Preference for marketing, 30 days, at most
+// max fetches a day.
+func details(duration string, max int) string {
+	return `[{"type":"steward_customer_data","categories":["Contact","Preference"],"purpose":"DirectMarketing",` +
+		`"duration":"` + duration + `","frequency":{"max":` + itoa(max) + `,"per":"P1D"}}]`
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// consentToken runs the whole authorization: PAR with DPoP, the customer's
+// login and consent screen (ticking only the given categories), and the
+// code exchange. It returns the token and the consent id.
+func (e *dataEnv) consentToken(t *testing.T, c *firmclient.Client, who broker.Customer, det string, tick ...string) (firmclient.Token, broker.ConsentID) {
+	t.Helper()
+	ctx := t.Context()
+	pk := firmclient.NewPKCE()
+	authURL, err := c.PAR(ctx, dataRedirect, det, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	b := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(u string) (*http.Response, string) {
+		resp, err := b.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	post := func(u string, v url.Values) (*http.Response, string) {
+		resp, err := b.PostForm(u, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	csrf := func(page string) string {
+		m := csrfField.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no CSRF token in %s", page)
+		}
+		return m[1]
+	}
+	resp, _ := get(authURL)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	interaction := loc.Query().Get("interaction")
+	if loc.Path == oauth.PathLogin {
+		_, page := get(loc.String())
+		resp, body := post(e.base+oauth.PathLogin, url.Values{"csrf": {csrf(page)}, "interaction": {interaction}, "handle": {who.Handle}, "password": {dataPassword}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("login: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, page := get(e.base + oauth.PathConsent + "?interaction=" + url.QueryEscape(interaction))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("consent page: %d %s", resp.StatusCode, page)
+	}
+	resp, body := post(e.base+oauth.PathConsent, url.Values{"csrf": {csrf(page)}, "interaction": {interaction}, "decision": {"approve"}, "category.0": tick})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("consent: %d %s", resp.StatusCode, body)
+	}
+	back, _ := url.Parse(resp.Header.Get("Location"))
+	code := back.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code in %s", back)
+	}
+	tok, err := c.Exchange(ctx, code, pk.Verifier, dataRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Do(ctx, http.MethodPost, oauth.PathIntrospect, url.Values{"token": {tok.AccessToken}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in struct {
+		ConsentID broker.ConsentID `json:"consent_id"`
+	}
+	if err := r.JSON(&in); err != nil || in.ConsentID == "" {
+		t.Fatalf("introspection: %d %s", r.Status, r.Body)
+	}
+	return tok, in.ConsentID
+}
+
+func (e *dataEnv) fetch(t *testing.T, c *firmclient.Client, id broker.ConsentID, query, token string) firmclient.Response {
+	t.Helper()
+	path := "/v1/consents/" + string(id) + "/data"
+	if query != "" {
+		path += "?" + query
+	}
+	r, err := c.Do(t.Context(), http.MethodGet, path, nil, nil, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// counts returns how many disclosure rows the customer has.
+func (e *dataEnv) disclosures(t *testing.T, who broker.CustomerID) []broker.Disclosure {
+	t.Helper()
+	var out []broker.Disclosure
+	err := e.st.View(t.Context(), func(tx store.Tx) (err error) {
+		out, err = tx.ListDisclosures(t.Context(), who, store.Page{Limit: store.MaxLimit})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ledgerEntries returns the sequenced ledger entries of type typ for a consent,
+// waiting up to 10 s for the sequencer to reach want of them.
+func (e *dataEnv) ledgerEntries(t *testing.T, id broker.ConsentID, typ broker.EntryType, want int) []store.IndexedEntry {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got []store.IndexedEntry
+		err := e.st.View(t.Context(), func(tx store.Tx) (err error) {
+			got, err = tx.SearchLedger(t.Context(), store.LedgerFilter{ConsentID: id, Types: []broker.EntryType{typ}, After: -1, Limit: 1000})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDataAPIDisclosure: a firm with a DPoP-bound consent token fetches
+// exactly what the customer granted, minimised to the fields it asks for;
+// the response carries the committed ledger entry, the commitment opens
+// with the salt, and the entry gets an inclusion proof.
+func TestDataAPIDisclosure(t *testing.T) {
+	e := newDataEnv(t)
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+
+	r := e.fetch(t, e.client, id, "fields=Contact.email", tok.AccessToken)
+	if r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	var got dataapi.Disclosed
+	if err := r.JSON(&got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data) != `{"Contact":{"email":"alice@example.org"}}` {
+		t.Errorf("data = %s, want only Contact.email", got.Data)
+	}
+	if !broker.CheckCommitment(got.Salt, got.Data, got.Commitment) {
+		t.Errorf("commitment %s does not open with the salt over the data", got.Commitment)
+	}
+	if got.Receipt == nil {
+		t.Fatal("no receipt")
+	}
+	ent, err := broker.ParseEntry(got.Receipt.Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ent.Type != broker.EntryDisclosure || ent.Consent != id || ent.Customer != got.Customer || ent.Commitment != got.Commitment ||
+		ent.Disclosure != got.DisclosureID || strings.Join(ent.Categories, ",") != "Contact" {
+		t.Errorf("entry %+v does not match the disclosure %+v", ent, got)
+	}
+	if strings.Contains(string(got.Receipt.Entry), "alice") || strings.Contains(string(r.Body), string(e.alice.ID)) {
+		t.Errorf("the response or entry names the customer: %s", r.Body)
+	}
+
+	// Preference was unticked on the consent screen: refused, and on record.
+	r = e.fetch(t, e.client, id, "category=Preference", tok.AccessToken)
+	if r.Status != http.StatusForbidden {
+		t.Fatalf("fetch of an unticked category: %d %s", r.Status, r.Body)
+	}
+	var refused dataapi.Refused
+	if err := r.JSON(&refused); err != nil || refused.DecisionHash == "" || len(refused.Reasons) == 0 {
+		t.Errorf("refusal body: %s", r.Body)
+	}
+
+	// Whole granted scope by default.
+	r = e.fetch(t, e.client, id, "", tok.AccessToken)
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"phone"`) {
+		t.Fatalf("fetch of the granted scope: %d %s", r.Status, r.Body)
+	}
+
+	// Every disclosure row has its ledger entry, and the entry's receipt
+	// proves inclusion under a signed checkpoint.
+	ds := e.disclosures(t, e.alice.ID)
+	entries := e.ledgerEntries(t, id, broker.EntryDisclosure, len(ds))
+	if len(ds) != 2 || len(entries) != len(ds) {
+		t.Fatalf("%d disclosures, %d ledger entries; want 2 and 2", len(ds), len(entries))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(got.Receipt.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rc broker.Receipt
+		_ = json.NewDecoder(resp.Body).Decode(&rc)
+		resp.Body.Close()
+		if rc.Integrated() {
+			if rc.LeafHash != got.Receipt.LeafHash {
+				t.Errorf("receipt leaf %s, want %s", rc.LeafHash, got.Receipt.LeafHash)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipt never integrated: %+v", rc)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDataAPIRefusesWithoutAllowNow: revocation, firm suspension, a
+// stricter terms version and the frequency limit each refuse the very next
+// request, with nothing disclosed.
+func TestDataAPIRefusesWithoutAllowNow(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	svc := consent.New(e.st, nil, time.Now)
+
+	t.Run("frequency", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 2), "Contact", "Preference")
+		for i := range 2 {
+			if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+				t.Fatalf("fetch %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("third fetch in a day: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("stricter terms", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		doc := `{"format":"steward.terms/v1","rules":[{"effect":"deny","match":{"firms":["` + string(e.firm.ID) + `"]}}]}`
+		if _, err := svc.SaveTerms(ctx, e.bob.ID, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		before := len(e.disclosures(t, e.bob.ID))
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusForbidden {
+			t.Fatalf("fetch after stricter terms: %d %s", r.Status, r.Body)
+		}
+		if after := len(e.disclosures(t, e.bob.ID)); after != before {
+			t.Errorf("a refused fetch recorded a disclosure: %d → %d", before, after)
+		}
+	})
+	t.Run("revoked", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		if _, err := svc.Revoke(ctx, e.alice.ID, id, "changed my mind"); err != nil {
+			t.Fatal(err)
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after revocation: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("firm suspended", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/suspend", nil)
+		req.Header.Set("Authorization", "Bearer "+e.operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("suspend: %d", resp.StatusCode)
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after suspension: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// TestDataAPIAuthorization: the wrong key, the wrong scheme, another
+// firm's consent, another consent of the same firm, a made-up token and
+// malformed input are all refused, and nothing is disclosed.
+func TestDataAPIAuthorization(t *testing.T) {
+	e := newDataEnv(t)
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
+	_, bobsID := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	otherTok, otherID := e.consentToken(t, e.otherCl, e.alice, details("P30D", 100), "Contact")
+
+	// A thief with the token but another DPoP key.
+	thief := firmclient.New(e.base, e.client.ID, e.client.Key, "k1")
+	bearer := func(path, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, e.base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name string
+		do   func() int
+		want int
+	}{
+		{"stolen token, other key", func() int { return e.fetch(t, thief, id, "", tok.AccessToken).Status }, 401},
+		{"bearer scheme", func() int { return bearer("/v1/consents/"+string(id)+"/data", tok.AccessToken) }, 401},
+		{"no token", func() int { return bearer("/v1/consents/"+string(id)+"/data", "") }, 401},
+		{"made-up token", func() int { return e.fetch(t, e.client, id, "", "bm90LWEtdG9rZW4").Status }, 401},
+		{"token of another consent", func() int { return e.fetch(t, e.client, bobsID, "", tok.AccessToken).Status }, 404},
+		{"another firm's consent", func() int { return e.fetch(t, e.client, otherID, "", tok.AccessToken).Status }, 404},
+		{"other firm's token on our consent", func() int { return e.fetch(t, e.otherCl, id, "", otherTok.AccessToken).Status }, 404},
+		{"unknown category", func() int { return e.fetch(t, e.client, id, "category=NoSuchThing", tok.AccessToken).Status }, 400},
+		{"unknown parameter", func() int { return e.fetch(t, e.client, id, "customer=alice", tok.AccessToken).Status }, 400},
+		{"malformed field", func() int { return e.fetch(t, e.client, id, "fields=email", tok.AccessToken).Status }, 400},
+		{"malformed consent id", func() int { return e.fetch(t, e.client, "con_../../x", "", tok.AccessToken).Status }, 404},
+	} {
+		if got := tc.do(); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	for _, c := range []broker.CustomerID{e.alice.ID, e.bob.ID} {
+		if n := len(e.disclosures(t, c)); n != 0 {
+			t.Errorf("customer %s: %d disclosures after refused requests", c, n)
+		}
+	}
+}
