@@ -256,5 +256,6 @@ func attrs(tok Token, r *http.Request, decision string) []slog.Attr {
 		slog.String("client", string(tok.ClientID)), slog.String("consent", string(tok.ConsentID)), slog.String("decision_hash", decision)}
 }
 
-// leafHash is the receipt form of a leaf hash: standard padded base64.
-func leafHash(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }
+// LeafHash is the receipt form of a leaf hash: standard padded base64,
+// as in broker.Receipt.LeafHash and broker.Disclosure.ReceiptID.
+func LeafHash(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }

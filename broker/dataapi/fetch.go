@@ -363,7 +363,7 @@ func (a *API) stage(ctx context.Context, tx store.Tx, e broker.Entry) (*Pending,
 		return nil, err
 	}
 	h := tlog.RecordHash(b)
-	return &Pending{LeafHash: leafHash(h), Entry: b, URL: a.cfg.PublicURL + "/ledger/receipt/" + hex.EncodeToString(h[:])}, nil
+	return &Pending{LeafHash: LeafHash(h), Entry: b, URL: a.cfg.PublicURL + "/ledger/receipt/" + hex.EncodeToString(h[:])}, nil
 }
 
 func (a *API) writeRefusal(w http.ResponseWriter, r *http.Request, tok Token, out outcome) {

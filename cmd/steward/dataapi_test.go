@@ -36,8 +36,11 @@ type dataEnv struct {
 	other    broker.Firm
 	client   *firmclient.Client
 	otherCl  *firmclient.Client
-	alice    broker.Customer
-	bob      broker.Customer
+	// keys and clientIDs are the two firms' client keys and ids.
+	keys      [2]ed25519.PrivateKey
+	clientIDs [2]string
+	alice     broker.Customer
+	bob       broker.Customer
 }
 
 const (
@@ -47,9 +50,47 @@ const (
 
 func newDataEnv(t *testing.T) *dataEnv {
 	t.Helper()
+	e := seedDataEnv(t, t.TempDir(), "")
+	sctx, cancel := context.WithCancel(t.Context())
+	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
+		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
+	select {
+	case e.base = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	e.setBase(e.base)
+	return e
+}
+
+// setBase points the firms' clients at a running server, keeping their
+// DPoP keys (tokens are bound to them) across restarts.
+func (e *dataEnv) setBase(base string) {
+	e.base = base
+	if e.client == nil {
+		e.client = firmclient.New(base, e.clientIDs[0], e.keys[0], "k1")
+		e.otherCl = firmclient.New(base, e.clientIDs[1], e.keys[1], "k1")
+		return
+	}
+	e.client.Base, e.otherCl.Base = base, base
+}
+
+// seedDataEnv writes the firms, clients, customers and vault records into
+// the store of dir (SQLite) or dbURL, before any server starts. The store
+// stays open for the test to inspect.
+func seedDataEnv(t *testing.T, dir, dbURL string) *dataEnv {
+	t.Helper()
 	ctx := t.Context()
-	e := &dataEnv{dir: t.TempDir(), operator: strings.Repeat("o", 40)}
-	st, _, err := backend.Open(ctx, "", e.dir)
+	e := &dataEnv{dir: dir, operator: testOperatorToken}
+	st, _, err := backend.Open(ctx, dbURL, e.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,16 +107,14 @@ func newDataEnv(t *testing.T) *dataEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newFirm := func(name string) (broker.Firm, broker.ClientID, []byte, ed25519.PrivateKey) {
-		f := broker.Firm{ID: broker.NewFirmID(), LegalName: name, Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}
-		k, jwks := firmclient.NewKey("k1")
-		return f, broker.NewClientID(), jwks, k
-	}
-	var keys [2]ed25519.PrivateKey
-	var ids [2]broker.ClientID
 	var jwks [2][]byte
-	e.firm, ids[0], jwks[0], keys[0] = newFirm("Acme Retail Ltd")
-	e.other, ids[1], jwks[1], keys[1] = newFirm("Rival Stores plc")
+	newFirm := func(i int, name string) broker.Firm {
+		e.keys[i], jwks[i] = firmclient.NewKey("k1")
+		e.clientIDs[i] = string(broker.NewClientID())
+		return broker.Firm{ID: broker.NewFirmID(), LegalName: name, Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}
+	}
+	e.firm = newFirm(0, "Acme Retail Ltd")
+	e.other = newFirm(1, "Rival Stores plc")
 	e.alice = broker.Customer{ID: broker.NewCustomerID(), Handle: "alice", DisplayName: "Alice", Email: "alice@example.org", Jurisdiction: "GB",
 		PasswordHash: hash, CreatedAt: now}
 	e.bob = broker.Customer{ID: broker.NewCustomerID(), Handle: "bob", DisplayName: "Bob", Email: "bob@example.org", Jurisdiction: "GB",
@@ -85,8 +124,8 @@ func newDataEnv(t *testing.T) *dataEnv {
 			if err := tx.CreateFirm(ctx, f); err != nil {
 				return err
 			}
-			if err := tx.CreateClient(ctx, broker.Client{ID: ids[i], FirmID: f.ID, Name: f.LegalName + " app", RedirectURIs: []string{dataRedirect},
-				JWKS: jwks[i], Status: broker.ClientActive, CreatedAt: now}); err != nil {
+			if err := tx.CreateClient(ctx, broker.Client{ID: broker.ClientID(e.clientIDs[i]), FirmID: f.ID, Name: f.LegalName + " app",
+				RedirectURIs: []string{dataRedirect}, JWKS: jwks[i], Status: broker.ClientActive, CreatedAt: now}); err != nil {
 				return err
 			}
 		}
@@ -110,25 +149,6 @@ func newDataEnv(t *testing.T) *dataEnv {
 	}
 	e.st = st
 	t.Cleanup(st.Close)
-
-	sctx, cancel := context.WithCancel(ctx)
-	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
-		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
-	select {
-	case e.base = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	e.client = firmclient.New(e.base, string(ids[0]), keys[0], "k1")
-	e.otherCl = firmclient.New(e.base, string(ids[1]), keys[1], "k1")
 	return e
 }
 
