@@ -155,8 +155,7 @@ func seedDataEnv(t *testing.T, dir, dbURL string) *dataEnv {
 // details asks for Contact and Preference for marketing, 30 days, at most
 // max fetches a day.
 func details(duration string, max int) string {
-	return `[{"type":"steward_customer_data","categories":["Contact","Preference"],"purpose":"DirectMarketing",` +
-		`"duration":"` + duration + `","frequency":{"max":` + itoa(max) + `,"per":"P1D"}}]`
+	return detailsOf([]string{"Contact", "Preference"}, duration, max)
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
@@ -487,4 +486,75 @@ func TestDataAPIAuthorization(t *testing.T) {
 			t.Errorf("customer %s: %d disclosures after refused requests", c, n)
 		}
 	}
+}
+
+// TestDataAPIFirmView: the firm reads its consent and what it may fetch,
+// and returns refined data to the customer under a live consent, never
+// over a record the customer wrote.
+func TestDataAPIFirmView(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 3), "Contact", "Preference")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	r, err := e.client.Do(ctx, http.MethodGet, "/v1/consents/"+string(id), nil, nil, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v dataapi.ConsentView
+	if r.Status != http.StatusOK || r.JSON(&v) != nil {
+		t.Fatalf("consent view: %d %s", r.Status, r.Body)
+	}
+	if v.ID != id || v.State != broker.ConsentGranted || v.MayFetch == nil || !v.MayFetch.Allowed || v.MayFetch.Used != 1 || v.MayFetch.Limit != 3 ||
+		strings.Join(v.MayFetch.Categories, ",") != "Contact,Preference" || !strings.HasPrefix(string(v.Customer), "psn_") {
+		t.Errorf("consent view: %s", r.Body)
+	}
+	if strings.Contains(string(r.Body), string(e.alice.ID)) {
+		t.Errorf("the view names the customer: %s", r.Body)
+	}
+
+	ret := func(body string) firmclient.Response {
+		r, err := e.client.Do(ctx, http.MethodPost, "/v1/consents/"+string(id)+"/returned-data", nil, []byte(body), tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Alice wrote her Contact record herself: the firm may not overwrite it.
+	if r := ret(`{"category":"Contact","value":{"email":"spoofed@example.com"}}`); r.Status != http.StatusConflict {
+		t.Errorf("return over the customer's record: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Financial","value":{"income_band":"high"}}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return of a category outside the consent: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Preference","value":"not an object"}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return of a malformed value: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Preference","value":{},"extra":1}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return with an unknown member: %d %s", r.Status, r.Body)
+	}
+
+	// Financial is granted and Alice holds none: the firm may give it to
+	// her, then update what it gave; each return is on the ledger.
+	tok, id = e.consentToken(t, e.client, e.alice, detailsOf([]string{"Contact", "Financial"}, "P30D", 100), "Contact", "Financial")
+	for i, band := range []string{"40-60k GBP", "60-80k GBP"} {
+		if r := ret(`{"category":"Financial","value":{"income_band":"` + band + `"}}`); r.Status != http.StatusCreated {
+			t.Fatalf("return %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r = e.fetch(t, e.client, id, "category=Financial", tok.AccessToken)
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"income_band":"60-80k GBP"`) {
+		t.Errorf("fetch of the returned data: %d %s", r.Status, r.Body)
+	}
+	if got := e.ledgerEntries(t, id, broker.EntryDataReturned, 2); len(got) != 2 {
+		t.Errorf("%d data.returned entries, want 2", len(got))
+	}
+}
+
+// detailsOf asks for cats for marketing.
+func detailsOf(cats []string, duration string, max int) string {
+	b, _ := json.Marshal(cats)
+	return `[{"type":"steward_customer_data","categories":` + string(b) + `,"purpose":"DirectMarketing",` +
+		`"duration":"` + duration + `","frequency":{"max":` + itoa(max) + `,"per":"P1D"}}]`
 }
