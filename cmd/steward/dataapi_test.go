@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,8 +157,6 @@ func details(duration string, max int) string {
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
 // consentToken runs the whole authorization: PAR with DPoP, the customer's
 // login and consent screen (ticking only the given categories), and the
 // code exchange. It returns the token and the consent id.
@@ -173,55 +168,9 @@ func (e *dataEnv) consentToken(t *testing.T, c *firmclient.Client, who broker.Cu
 	if err != nil {
 		t.Fatal(err)
 	}
-	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(u string) (*http.Response, string) {
-		resp, err := b.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp, string(body)
-	}
-	post := func(u string, v url.Values) (*http.Response, string) {
-		resp, err := b.PostForm(u, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp, string(body)
-	}
-	csrf := func(page string) string {
-		m := csrfField.FindStringSubmatch(page)
-		if m == nil {
-			t.Fatalf("no CSRF token in %s", page)
-		}
-		return m[1]
-	}
-	resp, _ := get(authURL)
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	interaction := loc.Query().Get("interaction")
-	if loc.Path == oauth.PathLogin {
-		_, page := get(loc.String())
-		resp, body := post(e.base+oauth.PathLogin, url.Values{"csrf": {csrf(page)}, "interaction": {interaction}, "handle": {who.Handle}, "password": {dataPassword}})
-		if resp.StatusCode != http.StatusSeeOther {
-			t.Fatalf("login: %d %s", resp.StatusCode, body)
-		}
-	}
-	resp, page := get(e.base + oauth.PathConsent + "?interaction=" + url.QueryEscape(interaction))
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("consent page: %d %s", resp.StatusCode, page)
-	}
-	resp, body := post(e.base+oauth.PathConsent, url.Values{"csrf": {csrf(page)}, "interaction": {interaction}, "decision": {"approve"}, "category.0": tick})
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("consent: %d %s", resp.StatusCode, body)
-	}
-	back, _ := url.Parse(resp.Header.Get("Location"))
-	code := back.Query().Get("code")
-	if code == "" {
-		t.Fatalf("no code in %s", back)
+	code, err := firmclient.NewCustomer(e.base, who.Handle, dataPassword).Approve(ctx, authURL, tick...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	tok, err := c.Exchange(ctx, code, pk.Verifier, dataRedirect)
 	if err != nil {
