@@ -33,9 +33,11 @@ type dataEnv struct {
 	other    broker.Firm
 	client   *firmclient.Client
 	otherCl  *firmclient.Client
-	// keys and clientIDs are the two firms' client keys and ids.
-	keys      [2]ed25519.PrivateKey
-	clientIDs [2]string
+	// regulator is a regulator's OAuth client (client credentials, audit:read).
+	regulator *firmclient.Client
+	// keys and clientIDs are the two firms' and the regulator's client keys and ids.
+	keys      [3]ed25519.PrivateKey
+	clientIDs [3]string
 	alice     broker.Customer
 	bob       broker.Customer
 }
@@ -45,12 +47,18 @@ const (
 	dataPassword = "correct horse battery staple"
 )
 
-func newDataEnv(t *testing.T) *dataEnv {
+func newDataEnv(t *testing.T) *dataEnv { return newDataEnvWith(t, nil) }
+
+// newDataEnvWith is newDataEnv with mod applied to the server's config.
+func newDataEnvWith(t *testing.T, mod func(*config)) *dataEnv {
 	t.Helper()
 	e := seedDataEnv(t, t.TempDir(), "")
 	sctx, cancel := context.WithCancel(t.Context())
 	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
 		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	if mod != nil {
+		mod(&c)
+	}
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
 	select {
@@ -75,9 +83,10 @@ func (e *dataEnv) setBase(base string) {
 	if e.client == nil {
 		e.client = firmclient.New(base, e.clientIDs[0], e.keys[0], "k1")
 		e.otherCl = firmclient.New(base, e.clientIDs[1], e.keys[1], "k1")
+		e.regulator = firmclient.New(base, e.clientIDs[2], e.keys[2], "k1")
 		return
 	}
-	e.client.Base, e.otherCl.Base = base, base
+	e.client.Base, e.otherCl.Base, e.regulator.Base = base, base, base
 }
 
 // seedDataEnv writes the firms, clients, customers and vault records into
@@ -141,6 +150,18 @@ func seedDataEnv(t *testing.T, dir, dbURL string) *dataEnv {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var regJWKS []byte
+	e.keys[2], regJWKS = firmclient.NewKey("k1")
+	e.clientIDs[2] = string(broker.NewClientID())
+	reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "Information Commissioner's Office", Jurisdiction: "GB", CreatedAt: now}
+	if err := st.Update(ctx, func(tx store.Tx) error { return tx.CreateRegulator(ctx, reg) }); err != nil {
+		t.Fatal(err)
+	}
+	err = st.OAuth().CreateRegulatorClient(ctx, reg.ID, broker.Client{ID: broker.ClientID(e.clientIDs[2]), Name: "ICO audit", JWKS: regJWKS,
+		Status: broker.ClientActive, CreatedAt: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,53 +409,161 @@ func TestDataAPIRefusesWithoutAllowNow(t *testing.T) {
 	})
 }
 
-// TestDataAPIAuthorization: the wrong key, the wrong scheme, another
-// firm's consent, another consent of the same firm, a made-up token and
-// malformed input are all refused, and nothing is disclosed.
-func TestDataAPIAuthorization(t *testing.T) {
-	e := newDataEnv(t)
-	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
-	_, bobsID := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
-	otherTok, otherID := e.consentToken(t, e.otherCl, e.alice, details("P30D", 100), "Contact")
+// dataRoutes are every Data API route, for a consent id.
+func dataRoutes(id broker.ConsentID) []struct{ method, path, body string } {
+	c := "/v1/consents/" + string(id)
+	return []struct{ method, path, body string }{
+		{http.MethodGet, c + "/data", ""},
+		{http.MethodGet, c, ""},
+		{http.MethodPost, c + "/returned-data", `{"category":"Preference","value":{"contact_by":"post"}}`},
+		{http.MethodPost, c + "/deletion", `{}`},
+		{http.MethodGet, "/v1/firm/consents", ""},
+	}
+}
 
-	// A thief with the token but another DPoP key.
-	thief := firmclient.New(e.base, e.client.ID, e.client.Key, "k1")
-	bearer := func(path, token string) int {
-		req, _ := http.NewRequest(http.MethodGet, e.base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
+// call sends one Data API request with c's DPoP key (nil c: no proof).
+func (e *dataEnv) call(t *testing.T, c *firmclient.Client, method, path, body, scheme, token string) int {
+	t.Helper()
+	if c != nil && scheme == "DPoP" {
+		var b []byte
+		if body != "" {
+			b = []byte(body)
+		}
+		r, err := c.Do(t.Context(), method, path, nil, b, token)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return r.Status
+	}
+	req, _ := http.NewRequest(method, e.base+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", scheme+" "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestDataAPIAuthorization is the authorization matrix: every Data API
+// route tried with a stolen token (another DPoP key), the Bearer scheme,
+// no token, a made-up token, the token of another consent, another firm's
+// consent, and a regulator's token is refused; afterwards nothing was
+// disclosed, returned or attested.
+func TestDataAPIAuthorization(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
+	_, bobsID := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	otherTok, otherID := e.consentToken(t, e.otherCl, e.alice, details("P30D", 100), "Contact")
+	regTok := e.regulatorToken(t)
+
+	thief := firmclient.New(e.base, e.client.ID, e.client.Key, "k1") // same client, another DPoP key
+	for _, tc := range []struct {
+		name   string
+		c      *firmclient.Client
+		scheme string
+		token  string
+		on     broker.ConsentID
+	}{
+		{"stolen token, other DPoP key", thief, "DPoP", tok.AccessToken, id},
+		{"DPoP token sent as Bearer", nil, "Bearer", tok.AccessToken, id},
+		{"DPoP scheme without a proof", nil, "DPoP", tok.AccessToken, id},
+		{"no token", nil, "Bearer", "", id},
+		{"made-up token", e.client, "DPoP", "bm90LWEtdG9rZW4", id},
+		{"token of another consent", e.client, "DPoP", tok.AccessToken, bobsID},
+		{"another firm's consent", e.client, "DPoP", tok.AccessToken, otherID},
+		{"other firm's token on our consent", e.otherCl, "DPoP", otherTok.AccessToken, id},
+		{"regulator's token", e.regulator, "DPoP", regTok, id},
+		{"regulator's token as Bearer", nil, "Bearer", regTok, id},
+	} {
+		for _, rt := range dataRoutes(tc.on) {
+			st := e.call(t, tc.c, rt.method, rt.path, rt.body, tc.scheme, tc.token)
+			// The firm listing with a consent token is a 403; a consent
+			// token on another consent is a 404; the rest are 401.
+			if st != http.StatusUnauthorized && st != http.StatusNotFound && st != http.StatusForbidden {
+				t.Errorf("%s: %s %s: %d, want a refusal", tc.name, rt.method, rt.path, st)
+			}
+			if tc.c == nil || tc.c == thief || tc.token == "bm90LWEtdG9rZW4" || tc.c == e.regulator {
+				if st != http.StatusUnauthorized {
+					t.Errorf("%s: %s %s: %d, want 401", tc.name, rt.method, rt.path, st)
+				}
+			}
+		}
 	}
 	for _, tc := range []struct {
-		name string
-		do   func() int
-		want int
+		name  string
+		query string
+		want  int
 	}{
-		{"stolen token, other key", func() int { return e.fetch(t, thief, id, "", tok.AccessToken).Status }, 401},
-		{"bearer scheme", func() int { return bearer("/v1/consents/"+string(id)+"/data", tok.AccessToken) }, 401},
-		{"no token", func() int { return bearer("/v1/consents/"+string(id)+"/data", "") }, 401},
-		{"made-up token", func() int { return e.fetch(t, e.client, id, "", "bm90LWEtdG9rZW4").Status }, 401},
-		{"token of another consent", func() int { return e.fetch(t, e.client, bobsID, "", tok.AccessToken).Status }, 404},
-		{"another firm's consent", func() int { return e.fetch(t, e.client, otherID, "", tok.AccessToken).Status }, 404},
-		{"other firm's token on our consent", func() int { return e.fetch(t, e.otherCl, id, "", otherTok.AccessToken).Status }, 404},
-		{"unknown category", func() int { return e.fetch(t, e.client, id, "category=NoSuchThing", tok.AccessToken).Status }, 400},
-		{"unknown parameter", func() int { return e.fetch(t, e.client, id, "customer=alice", tok.AccessToken).Status }, 400},
-		{"malformed field", func() int { return e.fetch(t, e.client, id, "fields=email", tok.AccessToken).Status }, 400},
-		{"malformed consent id", func() int { return e.fetch(t, e.client, "con_../../x", "", tok.AccessToken).Status }, 404},
+		{"unknown category", "category=NoSuchThing", 400},
+		{"unknown parameter", "customer=alice", 400},
+		{"malformed field", "fields=email", 400},
+		{"too many fields", "fields=" + strings.Repeat("Contact.a,", 70), 400},
 	} {
-		if got := tc.do(); got != tc.want {
-			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		if r := e.fetch(t, e.client, id, tc.query, tok.AccessToken); r.Status != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, r.Status, tc.want)
 		}
+	}
+	if r := e.fetch(t, e.client, "con_../../x", "", tok.AccessToken); r.Status != http.StatusNotFound {
+		t.Errorf("malformed consent id: %d", r.Status)
 	}
 	for _, c := range []broker.CustomerID{e.alice.ID, e.bob.ID} {
 		if n := len(e.disclosures(t, c)); n != 0 {
 			t.Errorf("customer %s: %d disclosures after refused requests", c, n)
 		}
 	}
+	err := e.st.View(ctx, func(tx store.Tx) error {
+		for _, c := range []broker.ConsentID{id, bobsID, otherID} {
+			if _, err := tx.GetDeletionAttestation(ctx, c); err == nil {
+				t.Errorf("consent %s got a deletion attestation from a refused request", c)
+			}
+		}
+		recs, err := tx.ListRecords(ctx, e.alice.ID)
+		for _, r := range recs {
+			if r.Source != "customer" {
+				t.Errorf("alice's %s record was written by %s", r.Category, r.Source)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataAPIExpiredToken: once its access token expires, every route
+// refuses it, although the consent is still live.
+func TestDataAPIExpiredToken(t *testing.T) {
+	e := newDataEnvWith(t, func(c *config) { c.AccessTokenTTL = 2 * time.Second })
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch with a fresh token: %d %s", r.Status, r.Body)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, rt := range dataRoutes(id) {
+		if st := e.call(t, e.client, rt.method, rt.path, rt.body, "DPoP", tok.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("expired token: %s %s: %d, want 401", rt.method, rt.path, st)
+		}
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 1 {
+		t.Errorf("%d disclosures, want the 1 made before expiry", n)
+	}
+}
+
+// regulatorToken is a client-credentials audit:read token of a regulator.
+func (e *dataEnv) regulatorToken(t *testing.T) string {
+	t.Helper()
+	tok, err := e.regulator.ClientCredentials(t.Context(), oauth.ScopeAuditRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
 }
 
 // TestDataAPIFirmView: the firm reads its consent and what it may fetch,
