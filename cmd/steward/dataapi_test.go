@@ -390,6 +390,17 @@ func TestDataAPIRefusesWithoutAllowNow(t *testing.T) {
 			t.Fatalf("fetch after revocation: %d %s", r.Status, r.Body)
 		}
 	})
+	t.Run("expired", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, detailsOf([]string{"Preference"}, "PT2S", 100), "Preference")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after expiry: %d %s", r.Status, r.Body)
+		}
+	})
 	t.Run("firm suspended", func(t *testing.T) {
 		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
 		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/suspend", nil)
