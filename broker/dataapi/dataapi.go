@@ -204,29 +204,59 @@ func (a *API) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
 		Title: "Authentication required", Detail: "Present a live DPoP-bound access token and a DPoP proof signed by its key."})
 }
 
-// consentFor reads the consent named in the path for tok: it must belong
-// to tok's firm and, for a consent token, be the token's own consent. Any
-// mismatch is "not found", so a firm learns nothing about consents that
-// are not its own.
-func (a *API) consentFor(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool) (broker.Consent, error) {
+// consentID is the consent named in the path, if tok may name it: a
+// consent token only its own consent, a firm token (when firmTokenOK)
+// any; the consent must then also be the token's firm's (see ownConsent).
+// Any mismatch is "not found", so a firm learns nothing about consents
+// that are not its own.
+func consentID(r *http.Request, tok Token, firmTokenOK bool) (broker.ConsentID, error) {
 	id, err := broker.ParseConsentID(chi.URLParam(r, "id"))
 	if err != nil {
-		return broker.Consent{}, fmt.Errorf("consent id: %w", broker.ErrNotFound)
+		return "", fmt.Errorf("consent id: %w", broker.ErrNotFound)
 	}
 	switch {
 	case tok.ConsentID != "" && tok.ConsentID != id:
-		return broker.Consent{}, fmt.Errorf("token for %s used on %s: %w", tok.ConsentID, id, broker.ErrNotFound)
+		return "", fmt.Errorf("token for %s used on %s: %w", tok.ConsentID, id, broker.ErrNotFound)
 	case tok.ConsentID == "" && !(firmTokenOK && hasScope(tok, ScopeFirm)):
-		return broker.Consent{}, fmt.Errorf("firm token used on consent %s: %w", id, broker.ErrForbidden)
+		return "", fmt.Errorf("firm token used on consent %s: %w", id, broker.ErrForbidden)
+	}
+	return id, nil
+}
+
+// ownConsent refuses a consent of another firm than tok's.
+func ownConsent(c broker.Consent, tok Token) error {
+	if c.FirmID != tok.FirmID {
+		return fmt.Errorf("firm %s asked for %s of firm %s: %w", tok.FirmID, c.ID, c.FirmID, broker.ErrNotFound)
+	}
+	return nil
+}
+
+// consentFor reads (locking, in an update) the consent named in the path
+// for tok.
+func (a *API) consentFor(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool) (broker.Consent, error) {
+	id, err := consentID(r, tok, firmTokenOK)
+	if err != nil {
+		return broker.Consent{}, err
 	}
 	c, err := tx.GetConsent(ctx, id)
 	if err != nil {
 		return broker.Consent{}, err
 	}
-	if c.FirmID != tok.FirmID {
-		return broker.Consent{}, fmt.Errorf("firm %s asked for %s of firm %s: %w", tok.FirmID, id, c.FirmID, broker.ErrNotFound)
+	return c, ownConsent(c, tok)
+}
+
+// accessContext reads (locking, in an update) the consent named in the
+// path for tok with everything its access decision depends on.
+func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool) (store.AccessContext, error) {
+	id, err := consentID(r, tok, firmTokenOK)
+	if err != nil {
+		return store.AccessContext{}, err
 	}
-	return c, nil
+	ac, err := tx.ReadAccessContext(ctx, id)
+	if err != nil {
+		return store.AccessContext{}, err
+	}
+	return ac, ownConsent(ac.Consent, tok)
 }
 
 func hasScope(t Token, s string) bool {

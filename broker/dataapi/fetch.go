@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -187,12 +186,12 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	if tok.ConsentID == "" {
 		return outcome{}, fmt.Errorf("fetch with a firm token: %w", broker.ErrForbidden)
 	}
-	c, err := a.consentFor(ctx, tx, r, tok, false)
+	ac, err := a.accessContext(ctx, tx, r, tok, false)
 	if err != nil {
 		return outcome{}, err
 	}
-	now := a.now()
-	in, err := a.accessInput(ctx, tx, c, now)
+	c, now := ac.Consent, a.now()
+	in, err := a.accessInput(ctx, tx, ac, now)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -219,9 +218,11 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	if err != nil {
 		return outcome{}, err
 	}
-	psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
-	if err != nil {
-		return outcome{}, err
+	psn := ac.Pseudonym
+	if psn == "" {
+		if psn, err = tx.Pseudonym(ctx, c.CustomerID, c.FirmID); err != nil {
+			return outcome{}, err
+		}
 	}
 	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: data, Missing: missing}
 	if len(cats) == 0 {
@@ -246,37 +247,31 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	return outcome{body: body}, nil
 }
 
-// accessInput gathers, in tx, everything the access decision depends on.
-func (a *API) accessInput(ctx context.Context, tx store.Tx, c broker.Consent, now time.Time) (policy.AccessRequest, error) {
-	f, err := tx.GetFirm(ctx, c.FirmID)
+// accessInput builds the access decision's input from ac and, in tx, the
+// disclosure counts in the frequency windows.
+func (a *API) accessInput(ctx context.Context, tx store.Tx, ac store.AccessContext, now time.Time) (policy.AccessRequest, error) {
+	c := ac.Consent
+	windows, err := a.cfg.Policy.Windows(c, ac.Terms)
 	if err != nil {
 		return policy.AccessRequest{}, err
 	}
-	cus, err := tx.GetCustomer(ctx, c.CustomerID)
-	if err != nil {
-		return policy.AccessRequest{}, err
+	since := make([]time.Time, len(windows))
+	for i, w := range windows {
+		since[i] = w.SubtractFrom(now)
 	}
-	tv, err := tx.LatestTerms(ctx, c.CustomerID)
-	if err != nil && !errors.Is(err, broker.ErrNotFound) {
-		return policy.AccessRequest{}, err
-	}
-	windows, err := a.cfg.Policy.Windows(c, tv)
+	n, err := tx.CountDisclosuresSince(ctx, c.ID, since)
 	if err != nil {
 		return policy.AccessRequest{}, err
 	}
 	counts := make(map[broker.Duration]int, len(windows))
-	for _, w := range windows {
-		n, err := tx.CountDisclosures(ctx, c.ID, w.SubtractFrom(now))
-		if err != nil {
-			return policy.AccessRequest{}, err
-		}
-		counts[w] = n
+	for i, w := range windows {
+		counts[w] = n[i]
 	}
 	explicit, err := a.isExplicit(ctx, tx, c)
 	if err != nil {
 		return policy.AccessRequest{}, err
 	}
-	return policy.AccessRequest{Customer: cus, Firm: f, Consent: c, Explicit: explicit, Terms: tv, Counts: counts, Now: now}, nil
+	return policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: c, Explicit: explicit, Terms: ac.Terms, Counts: counts, Now: now}, nil
 }
 
 // isExplicit reports whether the customer granted c themselves (rather

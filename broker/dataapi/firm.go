@@ -67,10 +67,11 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 	ctx := r.Context()
 	var v ConsentView
 	err := a.cfg.Store.View(ctx, func(tx store.Tx) error {
-		c, err := a.consentFor(ctx, tx, r, tok, true)
+		ac, err := a.accessContext(ctx, tx, r, tok, true)
 		if err != nil {
 			return err
 		}
+		c := ac.Consent
 		if v, err = a.view(ctx, tx, c); err != nil {
 			return err
 		}
@@ -80,7 +81,7 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 			return nil
 		}
 		now := a.now()
-		in, err := a.accessInput(ctx, tx, c, now)
+		in, err := a.accessInput(ctx, tx, ac, now)
 		if err != nil {
 			return err
 		}

@@ -155,6 +155,15 @@ type RefusalAfterEnd struct {
 	Seconds       float64          `json:"seconds_after_end"`
 }
 
+// AccessContext is what ReadAccessContext returns.
+type AccessContext struct {
+	Consent   broker.Consent
+	Firm      broker.Firm
+	Customer  broker.Customer
+	Terms     broker.TermsVersion
+	Pseudonym broker.Pseudonym
+}
+
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
 // missing row; creators return broker.ErrConflict for a duplicate key and
 // broker.ErrNotFound when a referenced row does not exist.
@@ -226,8 +235,15 @@ type Tx interface {
 
 	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
-	// CountDisclosures counts the consent's disclosures at or after since.
-	CountDisclosures(ctx context.Context, consent broker.ConsentID, since time.Time) (int, error)
+	// CountDisclosuresSince counts the consent's disclosures in several
+	// windows at once: out[i] counts those at or after since[i].
+	CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error)
+	// ReadAccessContext reads, in one go, what an access decision under
+	// the consent depends on: the consent (locked until commit inside
+	// Update, like GetConsent), its firm, its customer, the customer's
+	// newest terms version (zero if none) and the firm's pseudonym for the
+	// customer ("" if none yet). The Data API calls it on every request.
+	ReadAccessContext(ctx context.Context, id broker.ConsentID) (AccessContext, error)
 	// AttestDeletion stores a firm's deletion attestation for a consent;
 	// broker.ErrConflict if the consent already has one.
 	AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error

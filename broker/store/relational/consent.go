@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/store"
@@ -134,6 +136,73 @@ FROM consent_events WHERE consent_id = $1 ORDER BY seq`, []any{id}, func(s *scan
 	})
 	if err != nil {
 		return nil, fmt.Errorf("history of consent %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// prefixed qualifies each of a column list's names with alias.
+func prefixed(cols, alias string) string {
+	parts := strings.Split(cols, ", ")
+	for i, p := range parts {
+		parts[i] = alias + "." + p
+	}
+	return strings.Join(parts, ", ")
+}
+
+// accessContextSQL reads a consent with its firm, customer, the customer's
+// newest terms version and the firm's pseudonym for the customer in one
+// round trip. Only the consent row is locked (FOR UPDATE OF c): locking
+// the firm or customer rows would serialize all of a firm's disclosures.
+var accessContextSQL = `SELECT ` + prefixed(consentColumns, "c") + `, ` + prefixed(firmColumns, "f") + `, ` + prefixed(customerColumns, "u") + `,
+COALESCE(t.customer_id, ''), COALESCE(t.version, 0), COALESCE(t.raw, ''), COALESCE(t.hash, ''), t.created_at, COALESCE(p.pseudonym, '')
+FROM consents c
+JOIN firms f ON f.id = c.firm_id
+JOIN customers u ON u.id = c.customer_id
+LEFT JOIN terms_versions t ON t.customer_id = c.customer_id AND t.version = (SELECT MAX(version) FROM terms_versions WHERE customer_id = c.customer_id)
+LEFT JOIN pseudonyms p ON p.customer_id = c.customer_id AND p.firm_id = c.firm_id
+WHERE c.id = $1`
+
+func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store.AccessContext, error) {
+	var a store.AccessContext
+	lock := ""
+	if tx.Writable && tx.D.LockSuffix != "" {
+		lock = tx.D.LockSuffix + " OF c"
+	}
+	var psn string
+	s := scanConsent(newScanner(tx.D), &a.Consent)
+	s = scanFirm(s, &a.Firm)
+	s = scanCustomer(s, &a.Customer)
+	s = scanTerms(s, &a.Terms).str(&psn)
+	if err := s.from(tx.Q.QueryRow(ctx, accessContextSQL+lock, id)); err != nil {
+		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, err)
+	}
+	if a.Terms.Version == 0 {
+		a.Terms = broker.TermsVersion{}
+	}
+	a.Pseudonym = broker.Pseudonym(psn)
+	return a, nil
+}
+
+func (tx *Tx) CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error) {
+	if len(since) == 0 {
+		return nil, nil
+	}
+	var b strings.Builder
+	args := []any{consent}
+	out := make([]int, len(since))
+	s := newScanner(tx.D)
+	b.WriteString("SELECT ")
+	for i, t := range since {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		args = append(args, tx.t(t))
+		fmt.Fprintf(&b, "COUNT(*) FILTER (WHERE at >= $%d)", len(args))
+		s = s.num(&out[i])
+	}
+	b.WriteString(" FROM disclosures WHERE consent_id = $1")
+	if err := s.from(tx.Q.QueryRow(ctx, b.String(), args...)); err != nil {
+		return nil, fmt.Errorf("count disclosures of %s: %w", consent, err)
 	}
 	return out, nil
 }

@@ -221,15 +221,6 @@ FROM disclosures WHERE customer_id = $1 AND id > $2 ORDER BY id LIMIT $3`, []any
 	return out, nil
 }
 
-func (tx *Tx) CountDisclosures(ctx context.Context, consent broker.ConsentID, since time.Time) (int, error) {
-	var n int
-	err := newScanner(tx.D).num(&n).from(tx.Q.QueryRow(ctx, `SELECT COUNT(*) FROM disclosures WHERE consent_id = $1 AND at >= $2`, consent, tx.t(since)))
-	if err != nil {
-		return 0, fmt.Errorf("count disclosures of %s: %w", consent, err)
-	}
-	return n, nil
-}
-
 func (tx *Tx) AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error {
 	cats, err := jsonText(a.Categories)
 	if err != nil {

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConsentListing", testConsentListing},
 		{"Disclosures", testDisclosures},
 		{"DeletionAttestations", testDeletionAttestations},
+		{"AccessContext", testAccessContext},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
@@ -891,17 +892,12 @@ func testDisclosures(t *testing.T, s store.Store) {
 		return nil
 	})
 	view(t, s, func(tx store.Tx) error {
-		for _, tc := range []struct {
-			since time.Time
-			want  int
-		}{{Now.Add(-time.Hour), 2}, {Now, 2}, {Now.Add(time.Millisecond), 1}, {Now.Add(time.Hour), 0}} {
-			n, err := tx.CountDisclosures(ctx, con.ID, tc.since)
-			if err != nil {
-				return err
-			}
-			if n != tc.want {
-				t.Errorf("CountDisclosures(since %v) = %d, want %d", tc.since, n, tc.want)
-			}
+		got, err := tx.CountDisclosuresSince(ctx, con.ID, []time.Time{Now.Add(time.Hour), Now, Now.Add(time.Millisecond), Now.Add(-time.Hour)})
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff([]int{0, 2, 1, 2}, got); diff != "" {
+			t.Errorf("CountDisclosuresSince (-want +got):\n%s", diff)
 		}
 		return nil
 	})
@@ -921,6 +917,42 @@ func testDisclosures(t *testing.T, s store.Store) {
 				t.Errorf("after forget: disclosure %s salt %x commitment %q", g.ID, g.Salt, g.Commitment)
 			}
 		}
+		return nil
+	})
+}
+
+func testAccessContext(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	read := func() store.AccessContext {
+		var a store.AccessContext
+		update(t, s, func(tx store.Tx) (err error) { a, err = tx.ReadAccessContext(ctx, con.ID); return err })
+		return a
+	}
+	a := read()
+	if diff := cmp.Diff(store.AccessContext{Consent: con, Firm: f, Customer: c}, a); diff != "" {
+		t.Errorf("ReadAccessContext without terms or pseudonym (-want +got):\n%s", diff)
+	}
+	var tv broker.TermsVersion
+	var psn broker.Pseudonym
+	update(t, s, func(tx store.Tx) (err error) {
+		if _, err = tx.AddTerms(ctx, c.ID, []byte(`{"format":"steward.terms/v1","rules":[]}`), Now); err != nil {
+			return err
+		}
+		if tv, err = tx.AddTerms(ctx, c.ID, []byte(`{"format":"steward.terms/v1","rules":[{"effect":"ask"}]}`), Now.Add(time.Second)); err != nil {
+			return err
+		}
+		psn, err = tx.Pseudonym(ctx, c.ID, f.ID)
+		return err
+	})
+	a = read()
+	if diff := cmp.Diff(store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn}, a); diff != "" {
+		t.Errorf("ReadAccessContext with terms and pseudonym (-want +got):\n%s", diff)
+	}
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.ReadAccessContext(ctx, broker.NewConsentID())
+		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})
 }
