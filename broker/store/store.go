@@ -265,4 +265,6 @@ type Tx interface {
 
 	ListCategories(ctx context.Context) ([]broker.Category, error)
 	ListPurposes(ctx context.Context) ([]broker.Purpose, error)
+
+	BackchannelTx
 }
