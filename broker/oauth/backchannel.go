@@ -139,6 +139,19 @@ func (p *Provider) initDecoupled() error {
 	return nil
 }
 
+// cleanupDecoupled deletes expired share codes and backchannel requests
+// (their consents and ledger entries stay).
+func (p *Provider) cleanupDecoupled(ctx context.Context) (n int64, err error) {
+	if !p.decoupledOn() {
+		return 0, nil
+	}
+	err = p.cfg.Store.Update(ctx, func(tx store.Tx) (err error) {
+		n, err = tx.DeleteExpiredBackchannel(ctx, p.now())
+		return err
+	})
+	return n, err
+}
+
 // decoupledRoutes adds the backchannel endpoint and the account pages.
 func (p *Provider) decoupledRoutes(mux *http.ServeMux) {
 	mux.Handle(PathBackchannel, p.BackchannelAuthorize())

@@ -520,6 +520,16 @@ func TestBackchannelExpiry(t *testing.T) {
 		ce.clock.advance(oauth.DefaultShareCodeLifespan + time.Second)
 		st, out = ce.bcAuthorize(t, ce.client, bcForm(code))
 		wantError(t, "expired share code", st, out, http.StatusBadRequest, "expired_login_hint_token")
+
+		// Cleanup removes the expired code and request; the consent stays.
+		if n, err := ce.p.Cleanup(t.Context()); err != nil || n < 2 {
+			t.Errorf("cleanup: %d rows, %v; want at least the code and the request", n, err)
+		}
+		st, out = ce.bcAuthorize(t, ce.client, bcForm(code))
+		wantError(t, "share code after cleanup", st, out, http.StatusBadRequest, "unknown_user_id")
+		if cs := ce.consentsOf(t, ce.customer.ID); len(cs) != 1 {
+			t.Errorf("consents after cleanup: %+v", cs)
+		}
 	})
 }
 
@@ -616,6 +626,50 @@ func TestBackchannelBadInput(t *testing.T) {
 		st, out = ce.bcAuthorize(t, ce.client, with("login_hint", strings.ToLower(code)))
 		if st != http.StatusOK {
 			t.Fatalf("bc-authorize after refusals: %d %v", st, out)
+		}
+	})
+}
+
+// TestBackchannelConcurrentRedemption: of several token requests for one
+// granted auth_req_id at once, exactly one gets tokens.
+func TestBackchannelConcurrentRedemption(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		ce := newCIBAEnv(t, s, false, nil)
+		b := newBrowser(t)
+		ce.signIn(t, b, "alice", alicePassword)
+		if _, err := ce.svc.SaveTerms(t.Context(), ce.customer.ID, []byte(`{"format":"steward.terms/v1","rules":[{"effect":"allow"}]}`)); err != nil {
+			t.Fatal(err)
+		}
+		st, out := ce.bcAuthorize(t, ce.client, bcForm(ce.shareCode(t, b)))
+		if st != http.StatusOK {
+			t.Fatalf("bc-authorize: %d %v", st, out)
+		}
+		id := out["auth_req_id"].(string)
+		const n = 4
+		forms := make([]url.Values, n)
+		for i := range forms {
+			forms[i] = ce.auth(t, ce.client, url.Values{"grant_type": {oauth.GrantTypeCIBA}, "auth_req_id": {id}})
+		}
+		var wg sync.WaitGroup
+		var ok atomic.Int32
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := http.PostForm(ce.srv.URL+oauth.PathToken, forms[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					ok.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 {
+			t.Errorf("%d of %d concurrent redemptions got tokens, want 1", ok.Load(), n)
 		}
 	})
 }

@@ -315,7 +315,12 @@ func redirectSecure(u *url.URL) bool {
 // Cleanup deletes expired codes, tokens, requests, jtis and initial access
 // tokens. Run it periodically (every few minutes).
 func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
-	return p.storage.Cleanup(ctx, p.now())
+	n, err := p.storage.Cleanup(ctx, p.now())
+	if err != nil {
+		return n, err
+	}
+	m, err := p.cleanupDecoupled(ctx)
+	return n + m, err
 }
 
 // Handler returns the public endpoints (discovery, JWKS, PAR, authorize,

@@ -131,3 +131,15 @@ WHERE customer_id = $1 AND state = $2 AND expires_at > $3 ORDER BY created_at, i
 	}
 	return out, nil
 }
+
+func (tx *Tx) DeleteExpiredBackchannel(ctx context.Context, now time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{`DELETE FROM share_codes WHERE expires_at <= $1`, `DELETE FROM backchannel_requests WHERE expires_at <= $1`} {
+		n, err := tx.Q.Exec(ctx, q, tx.t(now))
+		if err != nil {
+			return total, fmt.Errorf("delete expired backchannel rows: %w", tx.err(err))
+		}
+		total += n
+	}
+	return total, nil
+}
