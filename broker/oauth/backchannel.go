@@ -197,14 +197,20 @@ var (
 const shareCodeAlphabet = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
 
 func newShareCode() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
 	out := make([]byte, 0, 11)
-	for i, x := range b {
-		if i == 5 {
-			out = append(out, '-')
+	var b [16]byte
+	for len(out) < 11 {
+		_, _ = rand.Read(b[:])
+		for _, x := range b {
+			// Rejection sampling keeps every character equally likely.
+			if int(x) >= 256-256%len(shareCodeAlphabet) || len(out) == 11 {
+				continue
+			}
+			if len(out) == 5 {
+				out = append(out, '-')
+			}
+			out = append(out, shareCodeAlphabet[int(x)%len(shareCodeAlphabet)])
 		}
-		out = append(out, shareCodeAlphabet[int(x)%len(shareCodeAlphabet)])
 	}
 	return string(out)
 }

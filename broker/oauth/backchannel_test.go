@@ -182,7 +182,7 @@ func (ce *cibaEnv) signIn(t testing.TB, b *browser, handle, pw string) {
 	}
 }
 
-var shareCodeRE = regexp.MustCompile(`id="share-code">([A-Z0-9-]+)<`)
+var shareCodeRE = regexp.MustCompile(`id="share-code">([A-HJKMNP-TV-Z2-9]{5}-[A-HJKMNP-TV-Z2-9]{5})<`)
 
 // shareCode creates a share code in the signed-in browser.
 func (ce *cibaEnv) shareCode(t testing.TB, b *browser) string {
