@@ -103,6 +103,9 @@ type Decoupled struct {
 	// (narrowed details, never wider than requested) or, when granted is
 	// nil, a refusal.
 	Answer func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID, granted json.RawMessage) (DecoupledOutcome, error)
+	// Lapse denies the requested consent of a request that expired before
+	// the customer answered. Nil leaves such consents requested.
+	Lapse func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID) error
 	// ShareCodeLifespan, Lifespan (of a request) and Interval (between
 	// polls); zero means the Default* constants.
 	ShareCodeLifespan, Lifespan, Interval time.Duration
@@ -139,14 +142,44 @@ func (p *Provider) initDecoupled() error {
 	return nil
 }
 
-// cleanupDecoupled deletes expired share codes and backchannel requests
-// (their consents and ledger entries stay).
+// cleanupDecoupled lets the consents of unanswered, expired requests
+// lapse, then deletes expired share codes and backchannel requests (their
+// consents and ledger entries stay).
 func (p *Provider) cleanupDecoupled(ctx context.Context) (n int64, err error) {
 	if !p.decoupledOn() {
 		return 0, nil
 	}
+	now := p.now()
+	if p.cfg.Decoupled.Lapse != nil {
+		var lapsed []store.BackchannelRequest
+		if err := p.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+			lapsed, err = tx.ListLapsedBackchannelRequests(ctx, now, store.MaxLimit)
+			return err
+		}); err != nil {
+			return 0, err
+		}
+		for _, l := range lapsed {
+			err := p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+				r, err := tx.GetBackchannelRequest(ctx, l.ID)
+				if err != nil || r.State != store.BackchannelPending {
+					return err // answered meanwhile, or gone
+				}
+				if err := p.cfg.Decoupled.Lapse(ctx, tx, r.CustomerID, r.ConsentID); err != nil && !errors.Is(err, broker.ErrTransition) {
+					return err
+				}
+				r.State, r.DecidedAt = store.BackchannelDenied, now
+				if err := tx.UpdateBackchannelRequest(ctx, r, store.BackchannelPending); err != nil {
+					return err
+				}
+				return p.announceDecision(ctx, tx, r)
+			})
+			if err != nil && !errors.Is(err, broker.ErrNotFound) && !errors.Is(err, broker.ErrConflict) {
+				return 0, fmt.Errorf("lapse backchannel request %s: %w", l.ID, err)
+			}
+		}
+	}
 	err = p.cfg.Store.Update(ctx, func(tx store.Tx) (err error) {
-		n, err = tx.DeleteExpiredBackchannel(ctx, p.now())
+		n, err = tx.DeleteExpiredBackchannel(ctx, now)
 		return err
 	})
 	return n, err

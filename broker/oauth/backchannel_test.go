@@ -105,6 +105,10 @@ func decoupledFor(svc *consent.Service) oauth.Decoupled {
 			}
 			return res, err
 		},
+		Lapse: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID) error {
+			_, err := svc.LapseIn(ctx, tx, customer, id)
+			return err
+		},
 	}
 }
 
@@ -527,8 +531,8 @@ func TestBackchannelExpiry(t *testing.T) {
 		}
 		st, out = ce.bcAuthorize(t, ce.client, bcForm(code))
 		wantError(t, "share code after cleanup", st, out, http.StatusBadRequest, "unknown_user_id")
-		if cs := ce.consentsOf(t, ce.customer.ID); len(cs) != 1 {
-			t.Errorf("consents after cleanup: %+v", cs)
+		if cs := ce.consentsOf(t, ce.customer.ID); len(cs) != 1 || cs[0].State != broker.ConsentDenied {
+			t.Errorf("consents after cleanup: %+v; want the unanswered one denied", cs)
 		}
 	})
 }

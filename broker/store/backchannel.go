@@ -84,6 +84,9 @@ type BackchannelTx interface {
 	// ListBackchannelRequests returns the customer's requests in state that
 	// have not expired by now, oldest first.
 	ListBackchannelRequests(ctx context.Context, customer broker.CustomerID, state BackchannelState, now time.Time) ([]BackchannelRequest, error)
+	// ListLapsedBackchannelRequests returns up to limit pending requests
+	// expired by now (no one answered them), oldest first.
+	ListLapsedBackchannelRequests(ctx context.Context, now time.Time, limit int) ([]BackchannelRequest, error)
 	// DeleteExpiredBackchannel deletes share codes and requests expired by
 	// now and says how many rows went.
 	DeleteExpiredBackchannel(ctx context.Context, now time.Time) (int64, error)

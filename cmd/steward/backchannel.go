@@ -57,6 +57,10 @@ func decoupledConsent(svc *consent.Service) oauth.Decoupled {
 			}
 			return res, err
 		},
+		Lapse: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID) error {
+			_, err := svc.LapseIn(ctx, tx, customer, id)
+			return err
+		},
 	}
 }
 

@@ -143,3 +143,17 @@ func (tx *Tx) DeleteExpiredBackchannel(ctx context.Context, now time.Time) (int6
 	}
 	return total, nil
 }
+
+func (tx *Tx) ListLapsedBackchannelRequests(ctx context.Context, now time.Time, limit int) ([]store.BackchannelRequest, error) {
+	var out []store.BackchannelRequest
+	err := queryAll(ctx, tx, `SELECT `+backchannelColumns+` FROM backchannel_requests
+WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2`, []any{tx.t(now), store.Page{Limit: limit}.N()},
+		func(s *scanner) (*scanner, func()) {
+			var r store.BackchannelRequest
+			return scanBackchannel(s, &r), func() { out = append(out, r) }
+		})
+	if err != nil {
+		return nil, fmt.Errorf("list lapsed backchannel requests: %w", err)
+	}
+	return out, nil
+}

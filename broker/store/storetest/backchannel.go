@@ -113,6 +113,14 @@ func testBackchannel(t *testing.T, s store.Store) {
 		return err
 	})
 
+	update(t, s, func(tx store.Tx) error {
+		got, err := tx.ListLapsedBackchannelRequests(ctx, Now.Add(5*time.Minute), 10)
+		if err == nil && (len(got) != 1 || got[0].ID != "bcr_3") {
+			t.Errorf("lapsed requests: %+v", got)
+		}
+		return err
+	})
+
 	// Cleanup deletes what expired: the code, then every request.
 	update(t, s, func(tx store.Tx) error {
 		n, err := tx.DeleteExpiredBackchannel(ctx, Now.Add(5*time.Minute))
