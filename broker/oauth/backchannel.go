@@ -313,7 +313,7 @@ type backchannelParams struct {
 	expiry                         time.Duration
 }
 
-func (p *Provider) parseBackchannel(ctx context.Context, form url.Values, c *client) (backchannelParams, error) {
+func (p *Provider) parseBackchannel(ctx context.Context, form url.Values) (backchannelParams, error) {
 	for _, k := range []string{"login_hint", rar.FormKey, "binding_message", "client_notification_token", "requested_expiry", "scope"} {
 		if len(form[k]) > 1 {
 			return backchannelParams{}, fosite.ErrInvalidRequest.WithHintf("Parameter '%s' is repeated.", k)
@@ -394,7 +394,7 @@ func (p *Provider) BackchannelAuthorize() http.Handler {
 			fail(fosite.ErrUnauthorizedClient.WithHint("Only firms' clients may ask for consent."))
 			return
 		}
-		bp, err := p.parseBackchannel(ctx, r.PostForm, c)
+		bp, err := p.parseBackchannel(ctx, r.PostForm)
 		if err != nil {
 			fail(err)
 			return

@@ -277,7 +277,7 @@ func TestBackchannelPollFlow(t *testing.T) {
 		wantError(t, "another client's auth_req_id", st, out, http.StatusBadRequest, "invalid_grant")
 
 		page, ids := ce.pendingPage(t, b)
-		for _, want := range []string{"Acme Retail Ltd", "Acme app", "ACME 4711", "Marketing", "Contact", "Preference", "P30D"} {
+		for _, want := range []string{"Acme Retail Ltd", "Acme app", "ACME 4711", "Marketing", "Contact", "Preference", "P30D", "What your terms say", "so you are asked"} {
 			if !strings.Contains(page, want) {
 				t.Errorf("requests page lacks %q:\n%s", want, page)
 			}
