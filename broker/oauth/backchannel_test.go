@@ -617,6 +617,19 @@ func TestBackchannelBadInput(t *testing.T) {
 		}
 		st, out := ce.post(t, oauth.PathBackchannel, bcForm(code))
 		wantError(t, "no client authentication", st, out, http.StatusUnauthorized, "invalid_client")
+
+		// A regulator's client may not ask for consent.
+		reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "ICO", Jurisdiction: "GB", CreatedAt: storetest.Now}
+		if err := s.Update(t.Context(), func(tx store.Tx) error { return tx.CreateRegulator(t.Context(), reg) }); err != nil {
+			t.Fatal(err)
+		}
+		rc, jwks := newKeyClient(t, jose.EdDSA)
+		if err := s.OAuth().CreateRegulatorClient(t.Context(), reg.ID, broker.Client{ID: rc.id, Name: "ICO audit", JWKS: jwks, Status: broker.ClientActive, CreatedAt: storetest.Now}); err != nil {
+			t.Fatal(err)
+		}
+		st, out = ce.bcAuthorize(t, rc, bcForm(code))
+		wantError(t, "regulator's client", st, out, http.StatusBadRequest, "unauthorized_client")
+
 		if cs := ce.consentsOf(t, ce.customer.ID); len(cs) != 0 {
 			t.Fatalf("refused requests recorded consents: %+v", cs)
 		}
