@@ -98,6 +98,13 @@ func (d Duration) AddTo(t time.Time) time.Time {
 	return t.Add(time.Duration(d.Hours)*time.Hour + time.Duration(d.Minutes)*time.Minute + time.Duration(d.Seconds)*time.Second)
 }
 
+// SubtractFrom returns t - d with calendar arithmetic: the start of the
+// window of length d that ends at t.
+func (d Duration) SubtractFrom(t time.Time) time.Time {
+	t = t.AddDate(-d.Years, -d.Months, -(7*d.Weeks + d.Days))
+	return t.Add(-(time.Duration(d.Hours)*time.Hour + time.Duration(d.Minutes)*time.Minute + time.Duration(d.Seconds)*time.Second))
+}
+
 // Approx is d as a fixed length (a year is 365 days, a month 30), for
 // comparing durations with each other.
 func (d Duration) Approx() time.Duration {

@@ -110,7 +110,7 @@ var entryRules = map[EntryType]struct{ required, optional entryField }{
 	EntryConsentNarrowed:  {fFirm | fCustomer | fConsent | fCategories | fPurpose, fDecision | fTerms},
 	EntryConsentRevoked:   {fFirm | fCustomer | fConsent, fCategories | fPurpose},
 	EntryConsentExpired:   {fFirm | fCustomer | fConsent, 0},
-	EntryDisclosure:       {fFirm | fCustomer | fConsent | fCategories | fPurpose | fDecision | fTerms | fCommitment, fDisclosure},
+	EntryDisclosure:       {fFirm | fCustomer | fConsent | fCategories | fPurpose | fDecision | fCommitment, fDisclosure | fTerms},
 	EntryDataReturned:     {fFirm | fCustomer | fCategories | fCommitment, fConsent | fDisclosure},
 	EntryDeletionAttested: {fFirm | fCustomer | fConsent, fCategories | fCommitment},
 	EntryFirmRegistered:   {fFirm, 0},

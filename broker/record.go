@@ -63,9 +63,27 @@ type Disclosure struct {
 	CustomerID CustomerID          `json:"customer_id"`
 	Categories []string            `json:"categories"`
 	Fields     map[string][]string `json:"fields,omitempty"`
-	At         time.Time           `json:"at"`
-	// ReceiptID identifies the ledger receipt given with the response.
+	// Purpose is the consent's purpose the data was disclosed for.
+	Purpose string    `json:"purpose"`
+	At      time.Time `json:"at"`
+	// ReceiptID identifies the ledger entry given with the response: the
+	// base64 (standard, padded) RFC 6962 leaf hash of the disclosure's
+	// entry, as in Receipt.LeafHash.
 	ReceiptID string `json:"receipt_id"`
+	// Commitment is the entry's Commit(Salt, content) over the disclosed
+	// data; Salt opens it. Salt is destroyed when the customer is
+	// forgotten, and is shown only to the customer and the firm.
+	Commitment string `json:"commitment,omitempty"`
+	Salt       []byte `json:"salt,omitempty"`
+}
+
+// DeletionAttestation is a firm's statement that it deleted the data it
+// received under a consent (after revocation or expiry).
+type DeletionAttestation struct {
+	ConsentID  ConsentID `json:"consent_id"`
+	FirmID     FirmID    `json:"firm_id"`
+	Categories []string  `json:"categories"`
+	At         time.Time `json:"at"`
 }
 
 // Pseudonym is the identifier one firm knows a customer by. Each

@@ -58,3 +58,7 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// DecodeJSON is decodeJSON for the other API packages (dataapi, the
+// customer API): strict, and its errors map to problems in WriteError.
+func DecodeJSON(r *http.Request, v any) error { return decodeJSON(r, v) }

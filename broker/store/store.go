@@ -226,6 +226,14 @@ type Tx interface {
 
 	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
+	// CountDisclosures counts the consent's disclosures at or after since.
+	CountDisclosures(ctx context.Context, consent broker.ConsentID, since time.Time) (int, error)
+	// AttestDeletion stores a firm's deletion attestation for a consent;
+	// broker.ErrConflict if the consent already has one.
+	AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error
+	// GetDeletionAttestation returns the consent's attestation, or
+	// broker.ErrNotFound.
+	GetDeletionAttestation(ctx context.Context, consent broker.ConsentID) (broker.DeletionAttestation, error)
 
 	// Pseudonym returns the customer's pseudonym for the firm, creating it
 	// on first use.

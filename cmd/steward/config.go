@@ -33,6 +33,7 @@ type config struct {
 	OAuthKeyFile    string
 	OAuthSecretFile string
 	MasterKeyFile   string
+	AccessTokenTTL  time.Duration
 }
 
 // Defaults.
@@ -71,6 +72,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"shutdown-timeout": func() {
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+		},
+		"access-token-ttl": func() {
+			fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 0, "lifetime of OAuth access tokens (default 10m); keep it short, tokens of an ended consent are refused anyway")
 		},
 		"policy-dir": func() {
 			fs.StringVar(&c.PolicyDir, "policy-dir", "", "directory of Rego modules (package regulatory…) replacing or extending the built-in regulatory rules; reloaded on SIGHUP")

@@ -65,7 +65,7 @@ func startLedger(ctx context.Context, c config, s backend.Migrator, log *slog.Lo
 		return nil, err
 	}
 	storage := s.Ledger()
-	_, shutdown, err := ledger.Start(ctx, storage, ledger.Config{Signer: signer, Logger: log})
+	lg, shutdown, err := ledger.Start(ctx, storage, ledger.Config{Signer: signer, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func startLedger(ctx context.Context, c config, s backend.Migrator, log *slog.Lo
 		_ = shutdown(context.Background())
 		return nil, err
 	}
-	parts := &ledgerParts{handler: h, shutdown: shutdown, vkey: vkey}
+	parts := &ledgerParts{handler: h, shutdown: shutdown, vkey: vkey, kick: lg.Kick}
 	if keys := splitList(c.WitnessKeys); len(keys) > 0 {
 		parts.cosignatures, err = ledger.CosignatureHandler(storage, ledger.CosignatureConfig{VerifierKey: vkey, WitnessKeys: keys, Logger: log})
 		if err != nil {
@@ -101,4 +101,6 @@ type ledgerParts struct {
 	cosignatures http.Handler
 	shutdown     func(context.Context) error
 	vkey         string
+	// kick wakes the sequencer after a commit that staged entries.
+	kick func()
 }

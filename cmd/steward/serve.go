@@ -16,8 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/dataapi"
 	"github.com/stewardhq/steward/broker/httpapi"
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/policy"
+	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/vault"
 )
@@ -31,7 +35,7 @@ func loadVaultKey(c config) (vault.Config, error) {
 	return vault.LoadOrCreateKeyFile(path)
 }
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file", "access-token-ttl"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -85,7 +89,8 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return err
 	}
-	if _, err := vault.New(s, vcfg); err != nil {
+	vlt, err := vault.New(s, vcfg)
+	if err != nil {
 		return err
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "vault ready", slog.Int("master_key_version", vcfg.KeyVersion))
@@ -151,6 +156,10 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	defer stopOAuth()
 	if op != nil {
 		mountOAuth(router, op)
+		if err := mountDataAPI(router, s, pol.engine, vlt, op, issuer, lg.kick, log); err != nil {
+			ln.Close()
+			return fmt.Errorf("start data api: %w", err)
+		}
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("url", base))
 	ready(base)
@@ -166,6 +175,35 @@ func mountOAuth(router *httpapi.Router, p *oauth.Provider) {
 	}
 	router.Handle("/oauth/*", h)
 	router.Handle("/v1/admin/oauth/*", router.RequireOperator(http.StripPrefix("/v1/admin/oauth", p.Operator())))
+}
+
+// mountDataAPI serves the firms' Data API (broker/dataapi) on the
+// authorization server's tokens and DPoP validator.
+func mountDataAPI(router *httpapi.Router, s store.Store, eng *policy.Engine, v *vault.Service, op *oauth.Provider,
+	publicURL string, kick func(), log *slog.Logger) error {
+	introspect := func(ctx context.Context, token string) (dataapi.Token, error) {
+		info, err := op.IntrospectAccessToken(ctx, token)
+		if errors.Is(err, oauth.ErrInactive) {
+			return dataapi.Token{}, dataapi.ErrInactive
+		}
+		if err != nil {
+			return dataapi.Token{}, err
+		}
+		t := dataapi.Token{ClientID: broker.ClientID(info.ClientID), Scopes: info.Scopes}
+		if info.Session != nil {
+			t.FirmID, t.ConsentID, t.JKT = info.Session.FirmID, info.Session.ConsentID, info.Session.JKT
+		}
+		return t, nil
+	}
+	api, err := dataapi.New(dataapi.Config{Store: s, Policy: eng, Vault: v, Introspect: introspect, DPoP: op.DPoPValidator(),
+		PublicURL: publicURL, Kick: kick, Logger: log})
+	if err != nil {
+		return err
+	}
+	for _, p := range dataapi.Routes {
+		router.Handle(p, api)
+	}
+	return nil
 }
 
 // Server timeouts.

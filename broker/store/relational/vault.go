@@ -101,6 +101,7 @@ var forgetSQL = []string{
 	`DELETE FROM customer_keys WHERE customer_id = $1`,
 	`DELETE FROM terms_versions WHERE customer_id = $1`,
 	`DELETE FROM pseudonyms WHERE customer_id = $1`,
+	`UPDATE disclosures SET salt = NULL WHERE customer_id = $1`,
 }
 
 func (tx *Tx) ForgetCustomer(ctx context.Context, id broker.CustomerID, tombstone string) error {
@@ -187,8 +188,9 @@ func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Q.Exec(ctx, `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID)
+	_, err = tx.Q.Exec(ctx, `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID,
+		d.Purpose, d.Commitment, d.Salt)
 	if err != nil {
 		return fmt.Errorf("insert disclosure %s: %w", d.ID, tx.err(err))
 	}
@@ -197,15 +199,18 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, d.ID, d.ConsentID, d.FirmID, d.Custome
 
 func (tx *Tx) ListDisclosures(ctx context.Context, customer broker.CustomerID, p store.Page) ([]broker.Disclosure, error) {
 	var out []broker.Disclosure
-	err := queryAll(ctx, tx, `SELECT id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id
+	err := queryAll(ctx, tx, `SELECT id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt
 FROM disclosures WHERE customer_id = $1 AND id > $2 ORDER BY id LIMIT $3`, []any{customer, p.After, p.N()},
 		func(s *scanner) (*scanner, func()) {
 			var d broker.Disclosure
 			s.str((*string)(&d.ID)).str((*string)(&d.ConsentID)).str((*string)(&d.FirmID)).str((*string)(&d.CustomerID)).
-				json(&d.Categories).json(&d.Fields).time(&d.At).str(&d.ReceiptID)
+				json(&d.Categories).json(&d.Fields).time(&d.At).str(&d.ReceiptID).str(&d.Purpose).str(&d.Commitment).blob(&d.Salt)
 			return s, func() {
 				if len(d.Fields) == 0 {
 					d.Fields = nil
+				}
+				if len(d.Salt) == 0 {
+					d.Salt = nil
 				}
 				out = append(out, d)
 			}
@@ -214,6 +219,38 @@ FROM disclosures WHERE customer_id = $1 AND id > $2 ORDER BY id LIMIT $3`, []any
 		return nil, fmt.Errorf("list disclosures of %s: %w", customer, err)
 	}
 	return out, nil
+}
+
+func (tx *Tx) CountDisclosures(ctx context.Context, consent broker.ConsentID, since time.Time) (int, error) {
+	var n int
+	err := newScanner(tx.D).num(&n).from(tx.Q.QueryRow(ctx, `SELECT COUNT(*) FROM disclosures WHERE consent_id = $1 AND at >= $2`, consent, tx.t(since)))
+	if err != nil {
+		return 0, fmt.Errorf("count disclosures of %s: %w", consent, err)
+	}
+	return n, nil
+}
+
+func (tx *Tx) AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error {
+	cats, err := jsonText(a.Categories)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Q.Exec(ctx, `INSERT INTO deletion_attestations (consent_id, firm_id, categories, at) VALUES ($1, $2, $3, $4)`,
+		a.ConsentID, a.FirmID, cats, tx.t(a.At))
+	if err != nil {
+		return fmt.Errorf("attest deletion for %s: %w", a.ConsentID, tx.err(err))
+	}
+	return nil
+}
+
+func (tx *Tx) GetDeletionAttestation(ctx context.Context, consent broker.ConsentID) (broker.DeletionAttestation, error) {
+	var a broker.DeletionAttestation
+	err := newScanner(tx.D).str((*string)(&a.ConsentID)).str((*string)(&a.FirmID)).json(&a.Categories).time(&a.At).
+		from(tx.Q.QueryRow(ctx, `SELECT consent_id, firm_id, categories, at FROM deletion_attestations WHERE consent_id = $1`, consent))
+	if err != nil {
+		return broker.DeletionAttestation{}, fmt.Errorf("deletion attestation of %s: %w", consent, err)
+	}
+	return a, nil
 }
 
 const insertPseudonymSQL = `INSERT INTO pseudonyms (customer_id, firm_id, pseudonym) VALUES ($1, $2, $3)

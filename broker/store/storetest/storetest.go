@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConsentConcurrency", testConsentConcurrency},
 		{"ConsentListing", testConsentListing},
 		{"Disclosures", testDisclosures},
+		{"DeletionAttestations", testDeletionAttestations},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
@@ -866,10 +867,12 @@ func testDisclosures(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c, f := Fixture(t, s)
 	con := NewRequest(t, s, c.ID, f.ID)
+	salt := broker.NewSalt()
 	d := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID,
-		Categories: []string{"Contact"}, Fields: map[string][]string{"Contact": {"email"}}, At: Now, ReceiptID: "rcpt-1"}
+		Categories: []string{"Contact"}, Fields: map[string][]string{"Contact": {"email"}}, At: Now, ReceiptID: "rcpt-1",
+		Purpose: "ServiceProvision", Commitment: broker.Commit(salt, []byte(`{}`)), Salt: salt}
 	plain := d
-	plain.ID, plain.Fields, plain.At = broker.NewDisclosureID(), nil, Now.Add(time.Second)
+	plain.ID, plain.Fields, plain.At, plain.Salt, plain.Commitment = broker.NewDisclosureID(), nil, Now.Add(time.Second), nil, ""
 	update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertDisclosure(ctx, d); err != nil {
 			return err
@@ -888,9 +891,66 @@ func testDisclosures(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	view(t, s, func(tx store.Tx) error {
+		for _, tc := range []struct {
+			since time.Time
+			want  int
+		}{{Now.Add(-time.Hour), 2}, {Now, 2}, {Now.Add(time.Millisecond), 1}, {Now.Add(time.Hour), 0}} {
+			n, err := tx.CountDisclosures(ctx, con.ID, tc.since)
+			if err != nil {
+				return err
+			}
+			if n != tc.want {
+				t.Errorf("CountDisclosures(since %v) = %d, want %d", tc.since, n, tc.want)
+			}
+		}
+		return nil
+	})
 	bad := d
 	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertDisclosure(ctx, bad) }), broker.ErrNotFound)
+
+	// Forgetting the customer destroys the salts that open the commitments.
+	update(t, s, func(tx store.Tx) error { return tx.ForgetCustomer(ctx, c.ID, "forgotten-"+string(c.ID)) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.ListDisclosures(ctx, c.ID, store.Page{})
+		if err != nil {
+			return err
+		}
+		for _, g := range got {
+			if g.Salt != nil || (g.ID == d.ID && g.Commitment != d.Commitment) {
+				t.Errorf("after forget: disclosure %s salt %x commitment %q", g.ID, g.Salt, g.Commitment)
+			}
+		}
+		return nil
+	})
+}
+
+func testDeletionAttestations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	a := broker.DeletionAttestation{ConsentID: con.ID, FirmID: f.ID, Categories: []string{"Contact"}, At: Now}
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.GetDeletionAttestation(ctx, con.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error { return tx.AttestDeletion(ctx, a) })
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.AttestDeletion(ctx, a) }), broker.ErrConflict)
+	view(t, s, func(tx store.Tx) error {
+		got, err := tx.GetDeletionAttestation(ctx, con.ID)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(a, got); diff != "" {
+			t.Errorf("GetDeletionAttestation (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	unknown := a
+	unknown.ConsentID = broker.NewConsentID()
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.AttestDeletion(ctx, unknown) }), broker.ErrNotFound)
 }
 
 func cmpString(a, b string) int {

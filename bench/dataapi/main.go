@@ -1,0 +1,398 @@
+// Command dataapi is a load harness for the Data API, end to end: it seeds
+// a PostgreSQL database with customers (each with vault records and a
+// granted consent) and firms, starts the real `steward serve` binary on
+// it, obtains DPoP-bound consent tokens through the real OAuth flow (PAR,
+// login, consent screen, code exchange with private_key_jwt), and then
+// times data fetches: token introspection, DPoP proof check, access
+// decision, disclosure row, ledger entry and response, with the ledger's
+// sequencer and integrator running. It is a measuring tool, not part of
+// the product.
+//
+//	go run ./bench/dataapi -db postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
+//	    [-customers 100000] [-firms 100] [-tokens 200] [-concurrency 1,10] [-duration 20s]
+//
+// -db names a server and a database the user may DROP and CREATE databases
+// from; the harness uses its own database, steward_bench, recreated each run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"crypto/ed25519"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/firmclient"
+	"github.com/stewardhq/steward/broker/password"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
+)
+
+const (
+	redirectURI = "https://firm.example/callback"
+	customerPW  = "bench customer password"
+	operator    = "bench-operator-token-0123456789abcdef0123"
+	details     = `[{"type":"steward_customer_data","categories":["Contact","Preference"],"purpose":"DirectMarketing","duration":"P30D","frequency":{"max":1000000,"per":"P1D"}}]`
+)
+
+func main() {
+	db := flag.String("db", "", "PostgreSQL URL of a server where the user may create databases (required)")
+	customers := flag.Int("customers", 100000, "customers to seed, each with two vault records and a granted consent")
+	firms := flag.Int("firms", 100, "firms to seed, each with one OAuth client")
+	tokens := flag.Int("tokens", 200, "consent tokens to obtain through the OAuth flow and fetch with")
+	conc := flag.String("concurrency", "1,10", "comma-separated client counts to measure")
+	dur := flag.Duration("duration", 20*time.Second, "measuring time per concurrency")
+	bin := flag.String("steward", "", "steward binary (default: go build ./cmd/steward)")
+	flag.Parse()
+	if *db == "" {
+		fmt.Fprintln(os.Stderr, "dataapi: -db is required")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *db, *bin, *customers, *firms, *tokens, *conc, *dur); err != nil {
+		fmt.Fprintln(os.Stderr, "dataapi:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, adminURL, bin string, nCustomers, nFirms, nTokens int, conc string, dur time.Duration) error {
+	dbURL, err := freshDatabase(ctx, adminURL, "steward_bench")
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "steward-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if bin == "" {
+		bin = filepath.Join(dir, "steward")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/steward").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	}
+	t0 := time.Now()
+	seeded, err := seed(ctx, dbURL, dir, nCustomers, nFirms)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d customers (2 vault records and a granted consent each), %d firms in %v\n",
+		nCustomers, nFirms, time.Since(t0).Round(time.Second))
+
+	base, srv, err := startServer(ctx, bin, dir, dbURL)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.Process.Signal(os.Interrupt); _ = srv.Wait() }()
+
+	t0 = time.Now()
+	grants, err := authorize(ctx, base, seeded, nTokens)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("obtained %d consent tokens through PAR, login, consent screen and code exchange in %v\n",
+		len(grants), time.Since(t0).Round(time.Millisecond))
+
+	for _, f := range strings.Split(conc, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			return fmt.Errorf("bad concurrency %q", f)
+		}
+		if err := measure(ctx, grants, c, dur); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freshDatabase drops and creates name on the server of adminURL and
+// returns its URL.
+func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+type firm struct {
+	id     broker.FirmID
+	client broker.ClientID
+	key    ed25519.PrivateKey
+}
+
+type seeded struct {
+	firms     []firm
+	customers []broker.Customer
+}
+
+// seed writes firms, clients and customers with vault records and one
+// granted consent each (to a random firm), in transactions of 500.
+func seed(ctx context.Context, dbURL, dir string, nCustomers, nFirms int) (*seeded, error) {
+	st, _, err := backend.Open(ctx, dbURL, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	vcfg, err := vault.LoadOrCreateKeyFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		return nil, err
+	}
+	vlt, err := vault.New(st, vcfg)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := password.Hash(customerPW, password.Params{Memory: 8 * 1024, Time: 1, Threads: 1})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	out := &seeded{}
+	err = st.Update(ctx, func(tx store.Tx) error {
+		for i := range nFirms {
+			key, jwks := firmclient.NewKey("k1")
+			f := firm{id: broker.NewFirmID(), client: broker.NewClientID(), key: key}
+			if err := tx.CreateFirm(ctx, broker.Firm{ID: f.id, LegalName: fmt.Sprintf("Bench Firm %03d Ltd", i), Sector: "retail",
+				Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+			if err := tx.CreateClient(ctx, broker.Client{ID: f.client, FirmID: f.id, Name: "bench", RedirectURIs: []string{redirectURI},
+				JWKS: jwks, Status: broker.ClientActive, CreatedAt: now}); err != nil {
+				return err
+			}
+			out.firms = append(out.firms, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	scope := broker.Scope{Categories: []string{"Contact", "Preference"}, Purpose: "DirectMarketing", Duration: broker.Duration{Days: 30}}
+	const batch = 500
+	for start := 0; start < nCustomers; start += batch {
+		err := st.Update(ctx, func(tx store.Tx) error {
+			for i := start; i < min(start+batch, nCustomers); i++ {
+				c := broker.Customer{ID: broker.NewCustomerID(), Handle: fmt.Sprintf("customer%06d", i), DisplayName: "Bench Customer",
+					Email: fmt.Sprintf("customer%06d@example.org", i), Jurisdiction: "GB", PasswordHash: hash, CreatedAt: now}
+				if err := tx.CreateCustomer(ctx, c); err != nil {
+					return err
+				}
+				for cat, v := range map[string]string{
+					"Contact":    `{"email":"` + c.Email + `","phone":"+44 20 7946 0018"}`,
+					"Preference": `{"contact_by":"email","interests":["cycling","cooking"]}`,
+				} {
+					if err := vlt.PutTx(ctx, tx, broker.Record{CustomerID: c.ID, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
+						return err
+					}
+				}
+				f := out.firms[i%len(out.firms)]
+				con, ev, err := broker.NewConsentRequest(c.ID, f.id, f.client, scope, now, "firm:"+string(f.id))
+				if err != nil {
+					return err
+				}
+				if err := tx.CreateConsent(ctx, con, ev); err != nil {
+					return err
+				}
+				con, ev, err = con.Grant(scope, now, "customer:"+string(c.ID))
+				if err != nil {
+					return err
+				}
+				if err := tx.UpdateConsent(ctx, con, ev); err != nil {
+					return err
+				}
+				out.customers = append(out.customers, c)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("seed customers from %d: %w", start, err)
+		}
+	}
+	return out, nil
+}
+
+func startServer(ctx context.Context, bin, dir, dbURL string) (string, *exec.Cmd, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--data-dir", dir, "--database-url", dbURL,
+		"--operator-token", operator, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	base := "http://" + addr
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base, cmd, nil
+			}
+		}
+	}
+	_ = cmd.Process.Kill()
+	return "", nil, fmt.Errorf("server at %s not ready", base)
+}
+
+type grant struct {
+	client  *firmclient.Client
+	token   string
+	consent broker.ConsentID
+}
+
+// authorize runs the OAuth flow for n random customers, each with the
+// firm its seeded consent names, over 4 goroutines.
+func authorize(ctx context.Context, base string, s *seeded, n int) ([]grant, error) {
+	clients := make([]*firmclient.Client, len(s.firms))
+	for i, f := range s.firms {
+		clients[i] = firmclient.New(base, string(f.client), f.key, "k1")
+		clients[i].HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+	}
+	idx := rand.Perm(len(s.customers))[:min(n, len(s.customers))]
+	var (
+		mu   sync.Mutex
+		out  []grant
+		errs []error
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(idx) {
+					return
+				}
+				i := idx[k]
+				c := clients[i%len(clients)]
+				g, err := flow(ctx, c, s.customers[i])
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					out = append(out, g)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%d flows failed, first: %w", len(errs), errs[0])
+	}
+	return out, nil
+}
+
+func flow(ctx context.Context, c *firmclient.Client, cus broker.Customer) (grant, error) {
+	pk := firmclient.NewPKCE()
+	authURL, err := c.PAR(ctx, redirectURI, details, pk)
+	if err != nil {
+		return grant{}, err
+	}
+	code, err := firmclient.NewCustomer(c.Base, cus.Handle, customerPW).Approve(ctx, authURL, "Contact", "Preference")
+	if err != nil {
+		return grant{}, err
+	}
+	tok, err := c.Exchange(ctx, code, pk.Verifier, redirectURI)
+	if err != nil {
+		return grant{}, err
+	}
+	r, err := c.Do(ctx, http.MethodPost, "/oauth/introspect", url.Values{"token": {tok.AccessToken}}, nil, "")
+	if err != nil {
+		return grant{}, err
+	}
+	var in struct {
+		ConsentID broker.ConsentID `json:"consent_id"`
+	}
+	if err := r.JSON(&in); err != nil || in.ConsentID == "" {
+		return grant{}, fmt.Errorf("introspection: %d %s", r.Status, r.Body)
+	}
+	return grant{client: c, token: tok.AccessToken, consent: in.ConsentID}, nil
+}
+
+// measure runs c clients fetching for dur and prints the figures.
+func measure(ctx context.Context, grants []grant, c int, dur time.Duration) error {
+	var (
+		mu      sync.Mutex
+		lat     []time.Duration
+		bad     atomic.Int64
+		badBody atomic.Value
+		wg      sync.WaitGroup
+	)
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	for w := range c {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			var mine []time.Duration
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				g := grants[rng.IntN(len(grants))]
+				t := time.Now()
+				r, err := g.client.Do(ctx, http.MethodGet, "/v1/consents/"+string(g.consent)+"/data?fields=Contact.email", nil, nil, g.token)
+				d := time.Since(t)
+				if err != nil || r.Status != http.StatusOK {
+					bad.Add(1)
+					if err == nil {
+						badBody.Store(fmt.Sprintf("%d %s", r.Status, r.Body))
+					} else {
+						badBody.Store(err.Error())
+					}
+					continue
+				}
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(lat) == 0 {
+		return fmt.Errorf("no successful fetch at concurrency %d: %v", c, badBody.Load())
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Printf("concurrency %2d: %6d disclosures in %v = %7.1f/s; latency p50 %v p99 %v max %v; %d failed\n",
+		c, len(lat), elapsed.Round(time.Millisecond), float64(len(lat))/elapsed.Seconds(),
+		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), bad.Load())
+	if b := badBody.Load(); b != nil {
+		fmt.Printf("  a failure: %v\n", b)
+	}
+	return nil
+}

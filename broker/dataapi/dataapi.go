@@ -1,0 +1,261 @@
+// Package dataapi is Steward's resource server for firms: the Data API
+// under /v1. It is where a disclosure actually happens, so it holds
+// DESIGN.md's first two invariants:
+//
+//  1. No disclosure without a live consent and an allow decision made at
+//     the moment of access. Every fetch reads the consent (locking its
+//     row), the firm, the customer and the customer's current terms, counts
+//     earlier disclosures in the frequency windows, and asks the policy's
+//     access decision, all inside the transaction that will record the
+//     disclosure. Nothing is cached between requests.
+//  2. No disclosure without its ledger entry committed first: the
+//     disclosure row and its ledger entry are written in that same
+//     transaction, and the response body is written only after it commits.
+//
+// Every request presents a DPoP-bound access token (RFC 9449): the token
+// is introspected in-process, and the DPoP proof must be signed by the key
+// the token is bound to. A token without its key, a Bearer token, an
+// inactive token, another firm's consent or a consent the token was not
+// issued for are all refused, and the refusal is logged.
+//
+// # Routes
+//
+//	GET  /v1/consents/{id}/data            fetch data (consent token)
+//	POST /v1/consents/{id}/returned-data   write refined data back to the customer (consent token)
+//	GET  /v1/consents/{id}                 the consent and what may still be fetched (consent or firm token)
+//	POST /v1/consents/{id}/deletion        attest deletion after the consent ended (consent or firm token)
+//	GET  /v1/firm/consents                 the firm's consents (firm token)
+//
+// Consent tokens come from the authorization-code (or backchannel) grant
+// and carry the consent id; firm tokens come from the client-credentials
+// grant with scope "firm". Firms see customers only by their pairwise
+// pseudonym.
+package dataapi
+
+import (
+	"encoding/base64"
+
+	"context"
+	"errors"
+	"fmt"
+	"golang.org/x/mod/sumdb/tlog"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/httpapi"
+	"github.com/stewardhq/steward/broker/oauth/dpop"
+	"github.com/stewardhq/steward/broker/policy"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+// ScopeFirm is the client-credentials scope of firm-level calls.
+const ScopeFirm = "firm"
+
+// Token is what the resource server learns about a live access token.
+type Token struct {
+	ClientID broker.ClientID
+	FirmID   broker.FirmID
+	// ConsentID is the consent the token was issued for; empty for a
+	// client-credentials (firm) token.
+	ConsentID broker.ConsentID
+	Scopes    []string
+	// JKT is the thumbprint of the DPoP key the token is bound to.
+	JKT string
+}
+
+// ErrInactive is what Introspect returns for an unknown, expired or
+// revoked token.
+var ErrInactive = errors.New("dataapi: token inactive")
+
+// Policy is the part of the policy engine the Data API asks.
+type Policy interface {
+	Access(ctx context.Context, q policy.AccessRequest) (broker.Decision, error)
+	Windows(c broker.Consent, current broker.TermsVersion) ([]broker.Duration, error)
+}
+
+// Vault opens and writes vault records inside a store transaction.
+type Vault interface {
+	RecordsTx(ctx context.Context, tx store.Tx, customer broker.CustomerID, categories ...string) ([]broker.Record, error)
+	PutTx(ctx context.Context, tx store.Tx, r broker.Record) error
+}
+
+// Config wires the Data API.
+type Config struct {
+	Store  store.Store
+	Policy Policy
+	Vault  Vault
+	// Introspect checks an access token; ErrInactive when it is not live.
+	Introspect func(ctx context.Context, token string) (Token, error)
+	// DPoP checks proofs; its replay cache and nonces are shared with the
+	// authorization server.
+	DPoP *dpop.Validator
+	// PublicURL is the origin firms address (e.g. https://steward.example):
+	// DPoP proofs' htu is checked against it, never against Host.
+	PublicURL string
+	// Kick, if set, wakes the ledger sequencer after a commit that staged
+	// an entry.
+	Kick   func()
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// API is the Data API handler.
+type API struct {
+	cfg    Config
+	router chi.Router
+	// explicit remembers, per consent, whether the customer granted it
+	// themselves. A consent's grant event never changes, so this is not a
+	// cached decision: the access decision is still made on every request.
+	explicit sync.Map // broker.ConsentID → bool
+}
+
+// New builds the Data API. Mount its Handler at the server's root: its
+// routes carry their full /v1 paths.
+func New(cfg Config) (*API, error) {
+	switch {
+	case cfg.Store == nil, cfg.Policy == nil, cfg.Vault == nil, cfg.Introspect == nil, cfg.DPoP == nil:
+		return nil, fmt.Errorf("%w: dataapi needs a store, a policy, a vault, an introspector and a DPoP validator", broker.ErrInvalid)
+	case !strings.HasPrefix(cfg.PublicURL, "http://") && !strings.HasPrefix(cfg.PublicURL, "https://"):
+		return nil, fmt.Errorf("%w: dataapi public URL %q must be absolute", broker.ErrInvalid, cfg.PublicURL)
+	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Kick == nil {
+		cfg.Kick = func() {}
+	}
+	a := &API{cfg: cfg}
+	r := chi.NewRouter()
+	r.Get("/v1/consents/{id}/data", a.withToken(a.fetch))
+	r.Post("/v1/consents/{id}/returned-data", a.withToken(a.returnData))
+	r.Get("/v1/consents/{id}", a.withToken(a.consent))
+	r.Post("/v1/consents/{id}/deletion", a.withToken(a.attestDeletion))
+	r.Get("/v1/firm/consents", a.withToken(a.listConsents))
+	a.router = r
+	return a, nil
+}
+
+// Routes are the path patterns the API serves, for mounting.
+var Routes = []string{"/v1/consents/*", "/v1/firm/*"}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+func (a *API) now() time.Time { return a.cfg.Now().UTC() }
+
+// withToken authenticates the request's DPoP-bound access token and passes
+// it on; every refusal is a 401 with a DPoP challenge, and is logged.
+func (a *API) withToken(h func(http.ResponseWriter, *http.Request, Token)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, err := a.authenticate(r)
+		if err != nil {
+			a.refuseToken(w, r, err)
+			return
+		}
+		h(w, r, tok)
+	}
+}
+
+func (a *API) authenticate(r *http.Request) (Token, error) {
+	raw, _, err := dpop.AccessToken(r.Header.Get("Authorization"))
+	if err != nil {
+		return Token{}, err
+	}
+	tok, err := a.cfg.Introspect(r.Context(), raw)
+	if errors.Is(err, ErrInactive) {
+		return Token{}, dpop.ErrInvalidToken.WithHint("The access token is not active.")
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	if tok.FirmID == "" {
+		return Token{}, dpop.ErrInvalidToken.WithHint("The access token was not issued to a firm.")
+	}
+	if _, err := a.cfg.DPoP.CheckBinding(r.Context(), dpop.PresentationFrom(r, a.cfg.PublicURL+r.URL.EscapedPath()), tok.JKT); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// refuseToken answers a request whose token or proof was refused.
+func (a *API) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
+	var oe interface{ StatusCode() int }
+	if !errors.As(err, &oe) {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	if n, ok := dpop.NonceFromError(err); ok {
+		w.Header().Set(dpop.NonceHeader, n)
+	}
+	w.Header().Set("WWW-Authenticate", dpop.WWWAuthenticate(err, a.cfg.DPoP.Algorithms()))
+	a.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "data api refused a token",
+		slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr), slog.Any("error", err))
+	httpapi.WriteProblem(w, r, httpapi.Problem{Status: http.StatusUnauthorized, Type: httpapi.ProblemType + "unauthenticated",
+		Title: "Authentication required", Detail: "Present a live DPoP-bound access token and a DPoP proof signed by its key."})
+}
+
+// consentFor reads the consent named in the path for tok: it must belong
+// to tok's firm and, for a consent token, be the token's own consent. Any
+// mismatch is "not found", so a firm learns nothing about consents that
+// are not its own.
+func (a *API) consentFor(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool) (broker.Consent, error) {
+	id, err := broker.ParseConsentID(chi.URLParam(r, "id"))
+	if err != nil {
+		return broker.Consent{}, fmt.Errorf("consent id: %w", broker.ErrNotFound)
+	}
+	switch {
+	case tok.ConsentID != "" && tok.ConsentID != id:
+		return broker.Consent{}, fmt.Errorf("token for %s used on %s: %w", tok.ConsentID, id, broker.ErrNotFound)
+	case tok.ConsentID == "" && !(firmTokenOK && hasScope(tok, ScopeFirm)):
+		return broker.Consent{}, fmt.Errorf("firm token used on consent %s: %w", id, broker.ErrForbidden)
+	}
+	c, err := tx.GetConsent(ctx, id)
+	if err != nil {
+		return broker.Consent{}, err
+	}
+	if c.FirmID != tok.FirmID {
+		return broker.Consent{}, fmt.Errorf("firm %s asked for %s of firm %s: %w", tok.FirmID, id, c.FirmID, broker.ErrNotFound)
+	}
+	return c, nil
+}
+
+func hasScope(t Token, s string) bool {
+	for _, g := range t.Scopes {
+		if g == s {
+			return true
+		}
+	}
+	return false
+}
+
+// writeError maps err to a problem, logging refusals of authenticated
+// callers at Info so that attempts on other firms' consents are visible.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, tok Token, err error) {
+	if errors.Is(err, broker.ErrNotFound) || errors.Is(err, broker.ErrForbidden) {
+		a.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "data api refused a request", slog.String("path", r.URL.Path),
+			slog.String("firm", string(tok.FirmID)), slog.String("client", string(tok.ClientID)), slog.Any("error", err))
+	}
+	httpapi.WriteError(w, r, a.cfg.Logger, err)
+}
+
+const slogInfo = slog.LevelInfo
+
+// attrs are the log attributes of a refused or recorded request.
+func attrs(tok Token, r *http.Request, decision string) []slog.Attr {
+	return []slog.Attr{slog.String("path", r.URL.Path), slog.String("firm", string(tok.FirmID)),
+		slog.String("client", string(tok.ClientID)), slog.String("consent", string(tok.ConsentID)), slog.String("decision_hash", decision)}
+}
+
+// LeafHash is the receipt form of a leaf hash: standard padded base64,
+// as in broker.Receipt.LeafHash and broker.Disclosure.ReceiptID.
+func LeafHash(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }

@@ -1,0 +1,387 @@
+package dataapi
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/httpapi"
+	"github.com/stewardhq/steward/broker/policy"
+	"github.com/stewardhq/steward/broker/store"
+)
+
+// Disclosed is the body of a successful fetch. Data holds exactly the
+// bytes the commitment covers: Commit(Salt, Data) equals Commitment, and
+// Commitment is in the ledger entry of Receipt.
+type Disclosed struct {
+	DisclosureID broker.DisclosureID `json:"disclosure_id"`
+	ConsentID    broker.ConsentID    `json:"consent_id"`
+	// Customer is the pseudonym this firm knows the customer by.
+	Customer broker.Pseudonym `json:"customer"`
+	Purpose  string           `json:"purpose"`
+	At       time.Time        `json:"disclosed_at"`
+	// Data maps each disclosed category to its (minimised) fields.
+	Data json.RawMessage `json:"data"`
+	// Missing lists requested categories the customer holds no data for.
+	Missing    []string `json:"missing,omitempty"`
+	Commitment string   `json:"commitment,omitempty"`
+	Salt       []byte   `json:"salt,omitempty"`
+	Receipt    *Pending `json:"receipt,omitempty"`
+}
+
+// Pending is the receipt given with a response: the ledger entry itself,
+// already committed, and where its inclusion proof will be served once
+// the entry is sequenced and integrated (usually within a second).
+type Pending struct {
+	// LeafHash is the base64 RFC 6962 leaf hash of Entry (broker.Receipt.LeafHash).
+	LeafHash string `json:"leaf_hash"`
+	// Entry is the entry's canonical bytes, as logged.
+	Entry json.RawMessage `json:"entry"`
+	// URL serves the broker.Receipt with its inclusion proof.
+	URL string `json:"url"`
+}
+
+// Refused is the body of a fetch the access decision refused.
+type Refused struct {
+	httpapi.Problem
+	Reasons      []broker.Reason `json:"reasons"`
+	DecisionHash string          `json:"decision_hash"`
+}
+
+// fetchRequest is what a fetch asks for, from the query string:
+// category=A&category=B (or category=A,B) and fields=A.x,A.y.
+type fetchRequest struct {
+	Categories []string
+	Fields     map[string][]string
+}
+
+// MaxQueryItems bounds the categories and fields one fetch may name.
+const MaxQueryItems = 64
+
+func parseFetch(r *http.Request) (fetchRequest, error) {
+	var q fetchRequest
+	vals := r.URL.Query()
+	for k := range vals {
+		if k != "category" && k != "fields" {
+			return q, fmt.Errorf("%w: unknown query parameter %q", broker.ErrInvalid, k)
+		}
+	}
+	split := func(name string) []string {
+		var out []string
+		for _, v := range vals[name] {
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					out = append(out, s)
+				}
+			}
+		}
+		return out
+	}
+	q.Categories = split("category")
+	fields := split("fields")
+	if len(q.Categories) > MaxQueryItems || len(fields) > MaxQueryItems {
+		return q, fmt.Errorf("%w: at most %d categories and %d fields", broker.ErrInvalid, MaxQueryItems, MaxQueryItems)
+	}
+	for _, c := range q.Categories {
+		if _, ok := broker.CategoryByName(c); !ok {
+			return q, fmt.Errorf("%w: unknown category %q", broker.ErrInvalid, c)
+		}
+	}
+	for _, f := range fields {
+		cat, name, ok := strings.Cut(f, ".")
+		if !ok || name == "" || len(name) > 64 {
+			return q, fmt.Errorf("%w: field %q must be Category.field", broker.ErrInvalid, f)
+		}
+		if _, ok := broker.CategoryByName(cat); !ok {
+			return q, fmt.Errorf("%w: unknown category %q in field %q", broker.ErrInvalid, cat, f)
+		}
+		if q.Fields == nil {
+			q.Fields = map[string][]string{}
+		}
+		q.Fields[cat] = append(q.Fields[cat], name)
+		if !slices.Contains(q.Categories, cat) {
+			q.Categories = append(q.Categories, cat)
+		}
+	}
+	slices.Sort(q.Categories)
+	q.Categories = slices.Compact(q.Categories)
+	for c, fs := range q.Fields {
+		slices.Sort(fs)
+		q.Fields[c] = slices.Compact(fs)
+	}
+	return q, nil
+}
+
+// complete fills what the request left out from the consent's granted
+// scope: every granted category, and the granted fields of a category the
+// consent restricts to some fields.
+func (q fetchRequest) complete(granted broker.Scope) fetchRequest {
+	if len(q.Categories) == 0 {
+		q.Categories = slices.Clone(granted.Categories)
+	}
+	for _, c := range q.Categories {
+		if fs, ok := granted.Fields[c]; ok && len(q.Fields[c]) == 0 {
+			if q.Fields == nil {
+				q.Fields = map[string][]string{}
+			}
+			q.Fields[c] = slices.Clone(fs)
+		}
+	}
+	return q
+}
+
+// outcome is what the disclosure transaction decided.
+type outcome struct {
+	body    Disclosed
+	refused *broker.Decision
+	hash    string
+	// limited is set when the refusal is the consent's frequency limit.
+	limited time.Duration
+}
+
+func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
+	q, err := parseFetch(r)
+	if err != nil {
+		a.writeError(w, r, tok, err)
+		return
+	}
+	var out outcome
+	err = a.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+		var err error
+		out, err = a.disclose(r.Context(), tx, r, tok, q)
+		return err
+	})
+	if err != nil {
+		a.writeError(w, r, tok, err)
+		return
+	}
+	if out.refused != nil {
+		a.writeRefusal(w, r, tok, out)
+		return
+	}
+	if out.body.Receipt != nil {
+		a.cfg.Kick()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(out.body)
+}
+
+// disclose is the whole disclosure, in one transaction: the access
+// decision at this moment, its record, the minimised data, the disclosure
+// row and its ledger entry. It returns a refusal (committed, so the
+// attempt is on record) or the response body; the caller writes nothing
+// until the transaction has committed.
+func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok Token, q fetchRequest) (outcome, error) {
+	if tok.ConsentID == "" {
+		return outcome{}, fmt.Errorf("fetch with a firm token: %w", broker.ErrForbidden)
+	}
+	c, err := a.consentFor(ctx, tx, r, tok, false)
+	if err != nil {
+		return outcome{}, err
+	}
+	now := a.now()
+	in, err := a.accessInput(ctx, tx, c, now)
+	if err != nil {
+		return outcome{}, err
+	}
+	q = q.complete(c.Granted)
+	in.Categories, in.Fields, in.Purpose = q.Categories, q.Fields, c.Granted.Purpose
+	d, err := a.cfg.Policy.Access(ctx, in)
+	if err != nil {
+		// d is a deny; record it like any other refusal, and log why.
+		a.cfg.Logger.ErrorContext(ctx, "access decision failed", "consent", string(c.ID), "error", err)
+	}
+	req := broker.DataRequest{Scope: broker.Scope{Categories: q.Categories, Fields: q.Fields, Purpose: c.Granted.Purpose}}
+	hash, err := tx.InsertDecision(ctx, broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d))
+	if err != nil {
+		return outcome{}, err
+	}
+	if !d.Allowed() {
+		return outcome{refused: &d, hash: hash, limited: frequencyHit(c, in.Counts)}, nil
+	}
+	recs, err := a.cfg.Vault.RecordsTx(ctx, tx, c.CustomerID, d.Scope.Categories...)
+	if err != nil {
+		return outcome{}, err
+	}
+	data, cats, fields, missing, err := minimise(recs, d.Scope)
+	if err != nil {
+		return outcome{}, err
+	}
+	psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
+	if err != nil {
+		return outcome{}, err
+	}
+	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: data, Missing: missing}
+	if len(cats) == 0 {
+		// Nothing leaves Steward, so there is no disclosure to record.
+		return outcome{body: body}, nil
+	}
+	salt := broker.NewSalt()
+	dis := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
+		Categories: cats, Fields: fields, Purpose: c.Granted.Purpose, At: now,
+		Commitment: broker.Commit(salt, data), Salt: salt}
+	e := broker.Entry{Type: broker.EntryDisclosure, Time: now, Firm: c.FirmID, Customer: psn, Consent: c.ID, Disclosure: dis.ID,
+		Categories: cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: d.TermsHash, Commitment: dis.Commitment}
+	rc, err := a.stage(ctx, tx, e)
+	if err != nil {
+		return outcome{}, err
+	}
+	dis.ReceiptID = rc.LeafHash
+	if err := tx.InsertDisclosure(ctx, dis); err != nil {
+		return outcome{}, err
+	}
+	body.DisclosureID, body.Commitment, body.Salt, body.Receipt = dis.ID, dis.Commitment, salt, rc
+	return outcome{body: body}, nil
+}
+
+// accessInput gathers, in tx, everything the access decision depends on.
+func (a *API) accessInput(ctx context.Context, tx store.Tx, c broker.Consent, now time.Time) (policy.AccessRequest, error) {
+	f, err := tx.GetFirm(ctx, c.FirmID)
+	if err != nil {
+		return policy.AccessRequest{}, err
+	}
+	cus, err := tx.GetCustomer(ctx, c.CustomerID)
+	if err != nil {
+		return policy.AccessRequest{}, err
+	}
+	tv, err := tx.LatestTerms(ctx, c.CustomerID)
+	if err != nil && !errors.Is(err, broker.ErrNotFound) {
+		return policy.AccessRequest{}, err
+	}
+	windows, err := a.cfg.Policy.Windows(c, tv)
+	if err != nil {
+		return policy.AccessRequest{}, err
+	}
+	counts := make(map[broker.Duration]int, len(windows))
+	for _, w := range windows {
+		n, err := tx.CountDisclosures(ctx, c.ID, w.SubtractFrom(now))
+		if err != nil {
+			return policy.AccessRequest{}, err
+		}
+		counts[w] = n
+	}
+	explicit, err := a.isExplicit(ctx, tx, c)
+	if err != nil {
+		return policy.AccessRequest{}, err
+	}
+	return policy.AccessRequest{Customer: cus, Firm: f, Consent: c, Explicit: explicit, Terms: tv, Counts: counts, Now: now}, nil
+}
+
+// isExplicit reports whether the customer granted c themselves (rather
+// than a standing allow in their terms).
+func (a *API) isExplicit(ctx context.Context, tx store.Tx, c broker.Consent) (bool, error) {
+	if v, ok := a.explicit.Load(c.ID); ok {
+		return v.(bool), nil
+	}
+	hist, err := tx.ConsentHistory(ctx, c.ID)
+	if err != nil {
+		return false, err
+	}
+	explicit, granted := false, false
+	for _, ev := range hist {
+		if ev.From == broker.ConsentRequested && ev.To == broker.ConsentGranted {
+			explicit, granted = strings.HasPrefix(ev.Actor, "customer:"), true
+		}
+	}
+	if granted {
+		a.explicit.Store(c.ID, explicit)
+	}
+	return explicit, nil
+}
+
+// frequencyHit returns the consent's frequency window when the count in it
+// has reached the limit, so the refusal can say when to retry.
+func frequencyHit(c broker.Consent, counts map[broker.Duration]int) time.Duration {
+	f := c.Granted.Frequency
+	if f.Max > 0 && !f.Per.IsZero() && counts[f.Per] >= f.Max {
+		return f.Per.Approx()
+	}
+	return 0
+}
+
+// minimise keeps, of the customer's records, only the categories and
+// fields the decision allows. It returns the canonical JSON of the data
+// (object keys sorted, as encoding/json writes maps), the categories and
+// fields actually disclosed, and the allowed categories with no record.
+func minimise(recs []broker.Record, scope broker.Scope) (data json.RawMessage, cats []string, fields map[string][]string, missing []string, err error) {
+	byCat := make(map[string]broker.Record, len(recs))
+	for _, rec := range recs {
+		byCat[rec.Category] = rec
+	}
+	out := map[string]map[string]json.RawMessage{}
+	for _, c := range scope.Categories {
+		rec, ok := byCat[c]
+		if !ok {
+			missing = append(missing, c)
+			continue
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Value, &obj); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("vault record %s: %w", c, err)
+		}
+		if allowed, ok := scope.Fields[c]; ok {
+			maps.DeleteFunc(obj, func(k string, _ json.RawMessage) bool { return !slices.Contains(allowed, k) })
+			if fields == nil {
+				fields = map[string][]string{}
+			}
+			fields[c] = slices.Sorted(maps.Keys(obj))
+		}
+		if len(obj) == 0 {
+			missing = append(missing, c)
+			continue
+		}
+		out[c] = obj
+		cats = append(cats, c)
+	}
+	data, err = json.Marshal(out)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	slices.Sort(cats)
+	return data, cats, fields, missing, nil
+}
+
+// stage writes e to the ledger in tx and returns the pending receipt.
+func (a *API) stage(ctx context.Context, tx store.Tx, e broker.Entry) (*Pending, error) {
+	b, err := e.CanonicalBytes()
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.StageLedgerEntry(ctx, b); err != nil {
+		return nil, err
+	}
+	h := tlog.RecordHash(b)
+	return &Pending{LeafHash: LeafHash(h), Entry: b, URL: a.cfg.PublicURL + "/ledger/receipt/" + hex.EncodeToString(h[:])}, nil
+}
+
+func (a *API) writeRefusal(w http.ResponseWriter, r *http.Request, tok Token, out outcome) {
+	status, kind, title := http.StatusForbidden, "access-refused", "Access refused"
+	if out.limited > 0 {
+		status, kind, title = http.StatusTooManyRequests, "frequency-limit", "Frequency limit reached"
+		w.Header().Set("Retry-After", strconv.Itoa(int(out.limited.Seconds())))
+	}
+	reasons := out.refused.Reasons
+	texts := make([]string, len(reasons))
+	for i, rs := range reasons {
+		texts[i] = rs.Text
+	}
+	a.cfg.Logger.LogAttrs(r.Context(), slogInfo, "data api access refused", attrs(tok, r, out.hash)...)
+	body := Refused{Problem: httpapi.Problem{Type: httpapi.ProblemType + kind, Title: title, Status: status,
+		Detail: strings.Join(texts, " "), Instance: r.URL.Path}, Reasons: reasons, DecisionHash: out.hash}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}

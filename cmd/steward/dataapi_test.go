@@ -1,0 +1,649 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/consent"
+	"github.com/stewardhq/steward/broker/dataapi"
+	"github.com/stewardhq/steward/broker/firmclient"
+	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/password"
+	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/vault"
+)
+
+// dataEnv is a running `steward serve` on its embedded store, seeded with
+// two firms (each with a client), and two customers with vault data.
+type dataEnv struct {
+	base     string
+	dir      string
+	operator string
+	st       backend.Migrator
+	firm     broker.Firm
+	other    broker.Firm
+	client   *firmclient.Client
+	otherCl  *firmclient.Client
+	// regulator is a regulator's OAuth client (client credentials, audit:read).
+	regulator *firmclient.Client
+	// keys and clientIDs are the two firms' and the regulator's client keys and ids.
+	keys      [3]ed25519.PrivateKey
+	clientIDs [3]string
+	alice     broker.Customer
+	bob       broker.Customer
+}
+
+const (
+	dataRedirect = "https://firm.example/callback"
+	dataPassword = "correct horse battery staple"
+)
+
+func newDataEnv(t *testing.T) *dataEnv { return newDataEnvWith(t, nil) }
+
+// newDataEnvWith is newDataEnv with mod applied to the server's config.
+func newDataEnvWith(t *testing.T, mod func(*config)) *dataEnv {
+	t.Helper()
+	e := seedDataEnv(t, t.TempDir(), "")
+	sctx, cancel := context.WithCancel(t.Context())
+	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
+		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	if mod != nil {
+		mod(&c)
+	}
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
+	select {
+	case e.base = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	e.setBase(e.base)
+	return e
+}
+
+// setBase points the firms' clients at a running server, keeping their
+// DPoP keys (tokens are bound to them) across restarts.
+func (e *dataEnv) setBase(base string) {
+	e.base = base
+	if e.client == nil {
+		e.client = firmclient.New(base, e.clientIDs[0], e.keys[0], "k1")
+		e.otherCl = firmclient.New(base, e.clientIDs[1], e.keys[1], "k1")
+		e.regulator = firmclient.New(base, e.clientIDs[2], e.keys[2], "k1")
+		return
+	}
+	e.client.Base, e.otherCl.Base, e.regulator.Base = base, base, base
+}
+
+// seedDataEnv writes the firms, clients, customers and vault records into
+// the store of dir (SQLite) or dbURL, before any server starts. The store
+// stays open for the test to inspect.
+func seedDataEnv(t *testing.T, dir, dbURL string) *dataEnv {
+	t.Helper()
+	ctx := t.Context()
+	e := &dataEnv{dir: dir, operator: testOperatorToken}
+	st, _, err := backend.Open(ctx, dbURL, e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcfg, err := vault.LoadOrCreateKeyFile(e.dir + "/master.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vlt, err := vault.New(st, vcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	hash, err := password.Hash(dataPassword, password.Params{Memory: 1024, Time: 1, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks [2][]byte
+	newFirm := func(i int, name string) broker.Firm {
+		e.keys[i], jwks[i] = firmclient.NewKey("k1")
+		e.clientIDs[i] = string(broker.NewClientID())
+		return broker.Firm{ID: broker.NewFirmID(), LegalName: name, Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}
+	}
+	e.firm = newFirm(0, "Acme Retail Ltd")
+	e.other = newFirm(1, "Rival Stores plc")
+	e.alice = broker.Customer{ID: broker.NewCustomerID(), Handle: "alice", DisplayName: "Alice", Email: "alice@example.org", Jurisdiction: "GB",
+		PasswordHash: hash, CreatedAt: now}
+	e.bob = broker.Customer{ID: broker.NewCustomerID(), Handle: "bob", DisplayName: "Bob", Email: "bob@example.org", Jurisdiction: "GB",
+		PasswordHash: hash, CreatedAt: now}
+	err = st.Update(ctx, func(tx store.Tx) error {
+		for i, f := range []broker.Firm{e.firm, e.other} {
+			if err := tx.CreateFirm(ctx, f); err != nil {
+				return err
+			}
+			if err := tx.CreateClient(ctx, broker.Client{ID: broker.ClientID(e.clientIDs[i]), FirmID: f.ID, Name: f.LegalName + " app",
+				RedirectURIs: []string{dataRedirect}, JWKS: jwks[i], Status: broker.ClientActive, CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		for _, c := range []broker.Customer{e.alice, e.bob} {
+			if err := tx.CreateCustomer(ctx, c); err != nil {
+				return err
+			}
+			for cat, v := range map[string]string{
+				"Contact":    `{"email":"` + c.Email + `","phone":"+44 20 7946 0018"}`,
+				"Preference": `{"contact_by":"email","interests":["cycling"]}`,
+			} {
+				if err := vlt.PutTx(ctx, tx, broker.Record{CustomerID: c.ID, Category: cat, Value: json.RawMessage(v), Source: "customer", UpdatedAt: now}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var regJWKS []byte
+	e.keys[2], regJWKS = firmclient.NewKey("k1")
+	e.clientIDs[2] = string(broker.NewClientID())
+	reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "Information Commissioner's Office", Jurisdiction: "GB", CreatedAt: now}
+	if err := st.Update(ctx, func(tx store.Tx) error { return tx.CreateRegulator(ctx, reg) }); err != nil {
+		t.Fatal(err)
+	}
+	err = st.OAuth().CreateRegulatorClient(ctx, reg.ID, broker.Client{ID: broker.ClientID(e.clientIDs[2]), Name: "ICO audit", JWKS: regJWKS,
+		Status: broker.ClientActive, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st = st
+	t.Cleanup(st.Close)
+	return e
+}
+
+// details asks for Contact and Preference for marketing, 30 days, at most
+// max fetches a day.
+func details(duration string, max int) string {
+	return detailsOf([]string{"Contact", "Preference"}, duration, max)
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// consentToken runs the whole authorization: PAR with DPoP, the customer's
+// login and consent screen (ticking only the given categories), and the
+// code exchange. It returns the token and the consent id.
+func (e *dataEnv) consentToken(t *testing.T, c *firmclient.Client, who broker.Customer, det string, tick ...string) (firmclient.Token, broker.ConsentID) {
+	t.Helper()
+	ctx := t.Context()
+	pk := firmclient.NewPKCE()
+	authURL, err := c.PAR(ctx, dataRedirect, det, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := firmclient.NewCustomer(e.base, who.Handle, dataPassword).Approve(ctx, authURL, tick...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Exchange(ctx, code, pk.Verifier, dataRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Do(ctx, http.MethodPost, oauth.PathIntrospect, url.Values{"token": {tok.AccessToken}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in struct {
+		ConsentID broker.ConsentID `json:"consent_id"`
+	}
+	if err := r.JSON(&in); err != nil || in.ConsentID == "" {
+		t.Fatalf("introspection: %d %s", r.Status, r.Body)
+	}
+	return tok, in.ConsentID
+}
+
+func (e *dataEnv) fetch(t *testing.T, c *firmclient.Client, id broker.ConsentID, query, token string) firmclient.Response {
+	t.Helper()
+	path := "/v1/consents/" + string(id) + "/data"
+	if query != "" {
+		path += "?" + query
+	}
+	r, err := c.Do(t.Context(), http.MethodGet, path, nil, nil, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// counts returns how many disclosure rows the customer has.
+func (e *dataEnv) disclosures(t *testing.T, who broker.CustomerID) []broker.Disclosure {
+	t.Helper()
+	var out []broker.Disclosure
+	err := e.st.View(t.Context(), func(tx store.Tx) (err error) {
+		out, err = tx.ListDisclosures(t.Context(), who, store.Page{Limit: store.MaxLimit})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ledgerEntries returns the sequenced ledger entries of type typ for a consent,
+// waiting up to 10 s for the sequencer to reach want of them.
+func (e *dataEnv) ledgerEntries(t *testing.T, id broker.ConsentID, typ broker.EntryType, want int) []store.IndexedEntry {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got []store.IndexedEntry
+		err := e.st.View(t.Context(), func(tx store.Tx) (err error) {
+			got, err = tx.SearchLedger(t.Context(), store.LedgerFilter{ConsentID: id, Types: []broker.EntryType{typ}, After: -1, Limit: 1000})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDataAPIDisclosure: a firm with a DPoP-bound consent token fetches
+// exactly what the customer granted, minimised to the fields it asks for;
+// the response carries the committed ledger entry, the commitment opens
+// with the salt, and the entry gets an inclusion proof.
+func TestDataAPIDisclosure(t *testing.T) {
+	e := newDataEnv(t)
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+
+	r := e.fetch(t, e.client, id, "fields=Contact.email", tok.AccessToken)
+	if r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	var got dataapi.Disclosed
+	if err := r.JSON(&got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data) != `{"Contact":{"email":"alice@example.org"}}` {
+		t.Errorf("data = %s, want only Contact.email", got.Data)
+	}
+	if !broker.CheckCommitment(got.Salt, got.Data, got.Commitment) {
+		t.Errorf("commitment %s does not open with the salt over the data", got.Commitment)
+	}
+	if got.Receipt == nil {
+		t.Fatal("no receipt")
+	}
+	ent, err := broker.ParseEntry(got.Receipt.Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ent.Type != broker.EntryDisclosure || ent.Consent != id || ent.Customer != got.Customer || ent.Commitment != got.Commitment ||
+		ent.Disclosure != got.DisclosureID || strings.Join(ent.Categories, ",") != "Contact" {
+		t.Errorf("entry %+v does not match the disclosure %+v", ent, got)
+	}
+	if strings.Contains(string(got.Receipt.Entry), "alice") || strings.Contains(string(r.Body), string(e.alice.ID)) {
+		t.Errorf("the response or entry names the customer: %s", r.Body)
+	}
+
+	// Preference was unticked on the consent screen: refused, and on record.
+	r = e.fetch(t, e.client, id, "category=Preference", tok.AccessToken)
+	if r.Status != http.StatusForbidden {
+		t.Fatalf("fetch of an unticked category: %d %s", r.Status, r.Body)
+	}
+	var refused dataapi.Refused
+	if err := r.JSON(&refused); err != nil || refused.DecisionHash == "" || len(refused.Reasons) == 0 {
+		t.Errorf("refusal body: %s", r.Body)
+	}
+
+	// Whole granted scope by default.
+	r = e.fetch(t, e.client, id, "", tok.AccessToken)
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"phone"`) {
+		t.Fatalf("fetch of the granted scope: %d %s", r.Status, r.Body)
+	}
+
+	// Every disclosure row has its ledger entry, and the entry's receipt
+	// proves inclusion under a signed checkpoint.
+	ds := e.disclosures(t, e.alice.ID)
+	entries := e.ledgerEntries(t, id, broker.EntryDisclosure, len(ds))
+	if len(ds) != 2 || len(entries) != len(ds) {
+		t.Fatalf("%d disclosures, %d ledger entries; want 2 and 2", len(ds), len(entries))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(got.Receipt.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rc broker.Receipt
+		_ = json.NewDecoder(resp.Body).Decode(&rc)
+		resp.Body.Close()
+		if rc.Integrated() {
+			if rc.LeafHash != got.Receipt.LeafHash {
+				t.Errorf("receipt leaf %s, want %s", rc.LeafHash, got.Receipt.LeafHash)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipt never integrated: %+v", rc)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDataAPIRefusesWithoutAllowNow: revocation, firm suspension, a
+// stricter terms version and the frequency limit each refuse the very next
+// request, with nothing disclosed.
+func TestDataAPIRefusesWithoutAllowNow(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	svc := consent.New(e.st, nil, time.Now)
+
+	t.Run("frequency", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 2), "Contact", "Preference")
+		for i := range 2 {
+			if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+				t.Fatalf("fetch %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("third fetch in a day: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("stricter terms", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		doc := `{"format":"steward.terms/v1","rules":[{"effect":"deny","match":{"firms":["` + string(e.firm.ID) + `"]}}]}`
+		if _, err := svc.SaveTerms(ctx, e.bob.ID, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		before := len(e.disclosures(t, e.bob.ID))
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusForbidden {
+			t.Fatalf("fetch after stricter terms: %d %s", r.Status, r.Body)
+		}
+		if after := len(e.disclosures(t, e.bob.ID)); after != before {
+			t.Errorf("a refused fetch recorded a disclosure: %d → %d", before, after)
+		}
+	})
+	t.Run("revoked", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		if _, err := svc.Revoke(ctx, e.alice.ID, id, "changed my mind"); err != nil {
+			t.Fatal(err)
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after revocation: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, detailsOf([]string{"Preference"}, "PT2S", 100), "Preference")
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after expiry: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("firm suspended", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/suspend", nil)
+		req.Header.Set("Authorization", "Bearer "+e.operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("suspend: %d", resp.StatusCode)
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Fatalf("fetch after suspension: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// dataRoutes are every Data API route, for a consent id.
+func dataRoutes(id broker.ConsentID) []struct{ method, path, body string } {
+	c := "/v1/consents/" + string(id)
+	return []struct{ method, path, body string }{
+		{http.MethodGet, c + "/data", ""},
+		{http.MethodGet, c, ""},
+		{http.MethodPost, c + "/returned-data", `{"category":"Preference","value":{"contact_by":"post"}}`},
+		{http.MethodPost, c + "/deletion", `{}`},
+		{http.MethodGet, "/v1/firm/consents", ""},
+	}
+}
+
+// call sends one Data API request with c's DPoP key (nil c: no proof).
+func (e *dataEnv) call(t *testing.T, c *firmclient.Client, method, path, body, scheme, token string) int {
+	t.Helper()
+	if c != nil && scheme == "DPoP" {
+		var b []byte
+		if body != "" {
+			b = []byte(body)
+		}
+		r, err := c.Do(t.Context(), method, path, nil, b, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status
+	}
+	req, _ := http.NewRequest(method, e.base+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", scheme+" "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestDataAPIAuthorization is the authorization matrix: every Data API
+// route tried with a stolen token (another DPoP key), the Bearer scheme,
+// no token, a made-up token, the token of another consent, another firm's
+// consent, and a regulator's token is refused; afterwards nothing was
+// disclosed, returned or attested.
+func TestDataAPIAuthorization(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
+	_, bobsID := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	otherTok, otherID := e.consentToken(t, e.otherCl, e.alice, details("P30D", 100), "Contact")
+	regTok := e.regulatorToken(t)
+
+	thief := firmclient.New(e.base, e.client.ID, e.client.Key, "k1") // same client, another DPoP key
+	for _, tc := range []struct {
+		name   string
+		c      *firmclient.Client
+		scheme string
+		token  string
+		on     broker.ConsentID
+	}{
+		{"stolen token, other DPoP key", thief, "DPoP", tok.AccessToken, id},
+		{"DPoP token sent as Bearer", nil, "Bearer", tok.AccessToken, id},
+		{"DPoP scheme without a proof", nil, "DPoP", tok.AccessToken, id},
+		{"no token", nil, "Bearer", "", id},
+		{"made-up token", e.client, "DPoP", "bm90LWEtdG9rZW4", id},
+		{"token of another consent", e.client, "DPoP", tok.AccessToken, bobsID},
+		{"another firm's consent", e.client, "DPoP", tok.AccessToken, otherID},
+		{"other firm's token on our consent", e.otherCl, "DPoP", otherTok.AccessToken, id},
+		{"regulator's token", e.regulator, "DPoP", regTok, id},
+		{"regulator's token as Bearer", nil, "Bearer", regTok, id},
+	} {
+		for _, rt := range dataRoutes(tc.on) {
+			st := e.call(t, tc.c, rt.method, rt.path, rt.body, tc.scheme, tc.token)
+			// The firm listing with a consent token is a 403; a consent
+			// token on another consent is a 404; the rest are 401.
+			if st != http.StatusUnauthorized && st != http.StatusNotFound && st != http.StatusForbidden {
+				t.Errorf("%s: %s %s: %d, want a refusal", tc.name, rt.method, rt.path, st)
+			}
+			if tc.c == nil || tc.c == thief || tc.token == "bm90LWEtdG9rZW4" || tc.c == e.regulator {
+				if st != http.StatusUnauthorized {
+					t.Errorf("%s: %s %s: %d, want 401", tc.name, rt.method, rt.path, st)
+				}
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		query string
+		want  int
+	}{
+		{"unknown category", "category=NoSuchThing", 400},
+		{"unknown parameter", "customer=alice", 400},
+		{"malformed field", "fields=email", 400},
+		{"too many fields", "fields=" + strings.Repeat("Contact.a,", 70), 400},
+	} {
+		if r := e.fetch(t, e.client, id, tc.query, tok.AccessToken); r.Status != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, r.Status, tc.want)
+		}
+	}
+	if r := e.fetch(t, e.client, "con_../../x", "", tok.AccessToken); r.Status != http.StatusNotFound {
+		t.Errorf("malformed consent id: %d", r.Status)
+	}
+	for _, c := range []broker.CustomerID{e.alice.ID, e.bob.ID} {
+		if n := len(e.disclosures(t, c)); n != 0 {
+			t.Errorf("customer %s: %d disclosures after refused requests", c, n)
+		}
+	}
+	err := e.st.View(ctx, func(tx store.Tx) error {
+		for _, c := range []broker.ConsentID{id, bobsID, otherID} {
+			if _, err := tx.GetDeletionAttestation(ctx, c); err == nil {
+				t.Errorf("consent %s got a deletion attestation from a refused request", c)
+			}
+		}
+		recs, err := tx.ListRecords(ctx, e.alice.ID)
+		for _, r := range recs {
+			if r.Source != "customer" {
+				t.Errorf("alice's %s record was written by %s", r.Category, r.Source)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataAPIExpiredToken: once its access token expires, every route
+// refuses it, although the consent is still live.
+func TestDataAPIExpiredToken(t *testing.T) {
+	e := newDataEnvWith(t, func(c *config) { c.AccessTokenTTL = 2 * time.Second })
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch with a fresh token: %d %s", r.Status, r.Body)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, rt := range dataRoutes(id) {
+		if st := e.call(t, e.client, rt.method, rt.path, rt.body, "DPoP", tok.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("expired token: %s %s: %d, want 401", rt.method, rt.path, st)
+		}
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 1 {
+		t.Errorf("%d disclosures, want the 1 made before expiry", n)
+	}
+}
+
+// regulatorToken is a client-credentials audit:read token of a regulator.
+func (e *dataEnv) regulatorToken(t *testing.T) string {
+	t.Helper()
+	tok, err := e.regulator.ClientCredentials(t.Context(), oauth.ScopeAuditRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+// TestDataAPIFirmView: the firm reads its consent and what it may fetch,
+// and returns refined data to the customer under a live consent, never
+// over a record the customer wrote.
+func TestDataAPIFirmView(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 3), "Contact", "Preference")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	r, err := e.client.Do(ctx, http.MethodGet, "/v1/consents/"+string(id), nil, nil, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v dataapi.ConsentView
+	if r.Status != http.StatusOK || r.JSON(&v) != nil {
+		t.Fatalf("consent view: %d %s", r.Status, r.Body)
+	}
+	if v.ID != id || v.State != broker.ConsentGranted || v.MayFetch == nil || !v.MayFetch.Allowed || v.MayFetch.Used != 1 || v.MayFetch.Limit != 3 ||
+		strings.Join(v.MayFetch.Categories, ",") != "Contact,Preference" || !strings.HasPrefix(string(v.Customer), "psn_") {
+		t.Errorf("consent view: %s", r.Body)
+	}
+	if strings.Contains(string(r.Body), string(e.alice.ID)) {
+		t.Errorf("the view names the customer: %s", r.Body)
+	}
+
+	ret := func(body string) firmclient.Response {
+		r, err := e.client.Do(ctx, http.MethodPost, "/v1/consents/"+string(id)+"/returned-data", nil, []byte(body), tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Alice wrote her Contact record herself: the firm may not overwrite it.
+	if r := ret(`{"category":"Contact","value":{"email":"spoofed@example.com"}}`); r.Status != http.StatusConflict {
+		t.Errorf("return over the customer's record: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Financial","value":{"income_band":"high"}}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return of a category outside the consent: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Preference","value":"not an object"}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return of a malformed value: %d %s", r.Status, r.Body)
+	}
+	if r := ret(`{"category":"Preference","value":{},"extra":1}`); r.Status != http.StatusBadRequest {
+		t.Errorf("return with an unknown member: %d %s", r.Status, r.Body)
+	}
+
+	// Financial is granted and Alice holds none: the firm may give it to
+	// her, then update what it gave; each return is on the ledger.
+	tok, id = e.consentToken(t, e.client, e.alice, detailsOf([]string{"Contact", "Financial"}, "P30D", 100), "Contact", "Financial")
+	for i, band := range []string{"40-60k GBP", "60-80k GBP"} {
+		if r := ret(`{"category":"Financial","value":{"income_band":"` + band + `"}}`); r.Status != http.StatusCreated {
+			t.Fatalf("return %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r = e.fetch(t, e.client, id, "category=Financial", tok.AccessToken)
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"income_band":"60-80k GBP"`) {
+		t.Errorf("fetch of the returned data: %d %s", r.Status, r.Body)
+	}
+	if got := e.ledgerEntries(t, id, broker.EntryDataReturned, 2); len(got) != 2 {
+		t.Errorf("%d data.returned entries, want 2", len(got))
+	}
+}
+
+// detailsOf asks for cats for marketing.
+func detailsOf(cats []string, duration string, max int) string {
+	b, _ := json.Marshal(cats)
+	return `[{"type":"steward_customer_data","categories":` + string(b) + `,"purpose":"DirectMarketing",` +
+		`"duration":"` + duration + `","frequency":{"max":` + itoa(max) + `,"per":"P1D"}}]`
+}
