@@ -90,11 +90,11 @@ type DecoupledOutcome struct {
 	Reasons []string
 }
 
-// Decoupled connects backchannel requests to broker/consent. Both funcs
+// Decoupled connects backchannel requests to broker/consent. The funcs
 // MUST do their work inside tx, so that the consent and its ledger entries
 // commit with the request's state and the firm's webhook, or not at all.
-// cmd wires them to consent.Service.RequestIn, ApproveIn and RefuseIn.
-// Zero Request turns decoupled consent off.
+// cmd wires them to consent.Service.RequestIn, ApproveIn, RefuseIn and
+// LapseIn. A nil Request or Answer turns decoupled consent off.
 type Decoupled struct {
 	// Request records a firm's request for the customer's data and decides
 	// it under the customer's terms and the regulatory rules.
