@@ -12,7 +12,7 @@ import (
 //go:embed templates/*.html
 var files embed.FS
 
-// Templates holds the page templates (login.html, consent.html) at its root.
+// Templates holds the page templates (login.html, consent.html, account.html) at its root.
 var Templates fs.FS = mustSub(files, "templates")
 
 func mustSub(f fs.FS, dir string) fs.FS {

@@ -80,7 +80,22 @@ type Outcome struct {
 // The firm must be approved (broker.ErrForbidden otherwise).
 func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm broker.FirmID, client broker.ClientID, req broker.DataRequest) (Outcome, error) {
 	var out Outcome
-	err := s.store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) (err error) {
+		out, err = s.RequestIn(ctx, tx, customer, firm, client, req)
+		return err
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	return out, nil
+}
+
+// RequestIn is Request inside the caller's read-write transaction tx, so
+// that what the caller writes besides commits with the consent or not at
+// all.
+func (s *Service) RequestIn(ctx context.Context, tx store.Tx, customer broker.CustomerID, firm broker.FirmID, client broker.ClientID, req broker.DataRequest) (Outcome, error) {
+	var out Outcome
+	err := func() error {
 		now := s.now().UTC()
 		c, err := tx.GetCustomer(ctx, customer)
 		if err != nil {
@@ -141,7 +156,7 @@ func (s *Service) Request(ctx context.Context, customer broker.CustomerID, firm 
 		}
 		out = Outcome{Consent: con, Decision: d, DecisionHash: hash}
 		return nil
-	})
+	}()
 	if err != nil {
 		return Outcome{}, fmt.Errorf("consent request from %s to %s: %w", firm, customer, err)
 	}
@@ -281,7 +296,20 @@ func (s *Service) Revoke(ctx context.Context, customer broker.CustomerID, id bro
 func (s *Service) transition(ctx context.Context, customer broker.CustomerID, id broker.ConsentID,
 	move func(broker.Consent, time.Time) (broker.Consent, broker.ConsentEvent, error)) (broker.Consent, error) {
 	var out broker.Consent
-	err := s.store.Update(ctx, func(tx store.Tx) error {
+	err := s.store.Update(ctx, func(tx store.Tx) (err error) {
+		out, err = s.transitionIn(ctx, tx, customer, id, move)
+		return err
+	})
+	if err != nil {
+		return broker.Consent{}, err
+	}
+	return out, nil
+}
+
+func (s *Service) transitionIn(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID,
+	move func(broker.Consent, time.Time) (broker.Consent, broker.ConsentEvent, error)) (broker.Consent, error) {
+	var out broker.Consent
+	err := func() error {
 		c, err := load(ctx, tx, id, customer)
 		if err != nil {
 			return err
@@ -305,7 +333,7 @@ func (s *Service) transition(ctx context.Context, customer broker.CustomerID, id
 			return announceEnd(ctx, tx, next)
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return broker.Consent{}, fmt.Errorf("consent %s: %w", id, err)
 	}

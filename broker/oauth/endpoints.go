@@ -247,6 +247,7 @@ func (p *Provider) Metadata() http.Handler {
 	if p.cfg.DPoP != nil {
 		m["dpop_signing_alg_values_supported"] = p.cfg.DPoP.Algorithms()
 	}
+	p.decoupledMetadata(m)
 	doc, err := json.Marshal(m)
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err != nil {

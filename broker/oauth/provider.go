@@ -56,6 +56,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
 
 	"github.com/stewardhq/steward/broker/oauth/dpop"
 	"github.com/stewardhq/steward/broker/oauth/fapi"
@@ -125,6 +126,9 @@ type Config struct {
 	// without a proof get Bearer tokens when their grant is unbound.
 	// FAPI 2.0 deployments leave it false.
 	DPoPOptional bool
+	// Decoupled enables decoupled consent requests (OpenID CIBA, see
+	// backchannel.go); the zero value leaves them off.
+	Decoupled Decoupled
 }
 
 func (c *Config) validate() error {
@@ -186,6 +190,7 @@ type Provider struct {
 	jwk       jose.JSONWebKey
 	cookieKey []byte
 	pages     *template.Template
+	account   *template.Template
 }
 
 // New composes the authorization server on storage (the OAuth tables)
@@ -211,6 +216,9 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		return nil, fmt.Errorf("oauth: templates: %w", err)
 	}
 	p := &Provider{cfg: cfg, storage: storage, consent: consent, cookieKey: cookieKey, pages: pages}
+	if err := p.initDecoupled(); err != nil {
+		return nil, err
+	}
 	p.jwk = jose.JSONWebKey{Key: cfg.SigningKey.Public(), KeyID: cfg.SigningKeyID, Use: "sig", Algorithm: signingAlg(cfg.SigningKey)}
 	if p.jwk.KeyID == "" {
 		tp, err := p.jwk.Thumbprint(crypto.SHA256)
@@ -249,7 +257,7 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 	var before, after []compose.Factory
 	if cfg.DPoP != nil {
 		ext := fapi.Extensions{DPoP: cfg.DPoP, TokenURL: cfg.Issuer + PathToken, PARURL: cfg.Issuer + PathPAR,
-			DPoPOptional: cfg.DPoPOptional, GrantTypes: []string{"authorization_code", "refresh_token"}, RAR: rar.Options{}}
+			DPoPOptional: cfg.DPoPOptional, GrantTypes: []string{"authorization_code", "refresh_token", GrantTypeCIBA}, RAR: rar.Options{}}
 		if before, after, err = ext.Factories(); err != nil {
 			return nil, fmt.Errorf("oauth: %w", err)
 		}
@@ -265,6 +273,9 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 			compose.OAuth2TokenIntrospectionFactory,
 			compose.OAuth2TokenRevocationFactory,
 			compose.PushedAuthorizeHandlerFactory,
+			func(_ fosite.Configurator, _, strategy any) any {
+				return &cibaGrant{p: p, strategy: strategy.(oauth2.CoreStrategy)}
+			},
 		},
 		after,
 	)...)
@@ -284,7 +295,7 @@ func signingAlg(k crypto.Signer) string {
 func (p *Provider) now() time.Time { return p.cfg.Now().UTC() }
 
 func (p *Provider) endpointURLs() []string {
-	return []string{p.cfg.Issuer + PathToken, p.cfg.Issuer + PathPAR, p.cfg.Issuer + PathIntrospect, p.cfg.Issuer + PathRevoke}
+	return []string{p.cfg.Issuer + PathToken, p.cfg.Issuer + PathPAR, p.cfg.Issuer + PathIntrospect, p.cfg.Issuer + PathRevoke, p.cfg.Issuer + PathBackchannel}
 }
 
 // redirectSecure allows https redirect URIs, and http ones only on
@@ -304,7 +315,12 @@ func redirectSecure(u *url.URL) bool {
 // Cleanup deletes expired codes, tokens, requests, jtis and initial access
 // tokens. Run it periodically (every few minutes).
 func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
-	return p.storage.Cleanup(ctx, p.now())
+	n, err := p.storage.Cleanup(ctx, p.now())
+	if err != nil {
+		return n, err
+	}
+	m, err := p.cleanupDecoupled(ctx)
+	return n + m, err
 }
 
 // Handler returns the public endpoints (discovery, JWKS, PAR, authorize,
@@ -323,5 +339,6 @@ func (p *Provider) Handler() http.Handler {
 	mux.Handle(PathIntrospect, p.Introspect())
 	mux.Handle(PathRevoke, p.Revoke())
 	mux.Handle(PathRegister, p.Register())
+	p.decoupledRoutes(mux)
 	return mux
 }

@@ -289,4 +289,6 @@ type Tx interface {
 
 	ListCategories(ctx context.Context) ([]broker.Category, error)
 	ListPurposes(ctx context.Context) ([]broker.Purpose, error)
+
+	BackchannelTx
 }

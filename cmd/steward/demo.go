@@ -211,6 +211,8 @@ func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
 	fmt.Fprintf(tw, "  ledger checkpoint\t%s/ledger/checkpoint   (verifier key: %s/ledger/vkey)\n", base, base)
 	fmt.Fprintf(tw, "  operator API\t%s/v1/admin/firms   (Authorization: Bearer <operator token>)\n", base)
 	fmt.Fprintf(tw, "  audit API\t%s/v1/audit/reports   (Authorization: Bearer <regulator token>)\n", base)
+	fmt.Fprintf(tw, "  share codes\t%s%s   (a customer signs in and makes one; a firm sends it to %s%s)\n", base, oauth.PathShareCodes, base, oauth.PathBackchannel)
+	fmt.Fprintf(tw, "  pending requests\t%s%s\n", base, oauth.PathAccountRequests)
 	tw.Flush()
 	fmt.Fprintln(w, "\nDemo logins:")
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

@@ -116,7 +116,7 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	}
 	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
-		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL}, s.OAuth(), consentFunc(svc))
+		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: decoupledConsent(svc)}, s.OAuth(), consentFunc(svc))
 	if err != nil {
 		return nil, nil, err
 	}

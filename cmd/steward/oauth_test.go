@@ -52,7 +52,7 @@ func TestServeMountsOAuth(t *testing.T) {
 	base, stop := start()
 	var md map[string]any
 	_ = json.Unmarshal(get(t, base+oauth.PathMetadata), &md)
-	if md["issuer"] != base || md["token_endpoint"] != base+oauth.PathToken {
+	if md["issuer"] != base || md["token_endpoint"] != base+oauth.PathToken || md["backchannel_authentication_endpoint"] != base+oauth.PathBackchannel {
 		t.Errorf("metadata: %v", md)
 	}
 	jwks := get(t, base+oauth.PathJWKS)
@@ -66,6 +66,22 @@ func TestServeMountsOAuth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("PAR without client authentication: %d", resp.StatusCode)
+	}
+	resp, err = http.PostForm(base+oauth.PathBackchannel, url.Values{"login_hint": {"AAAAA-AAAAA"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("backchannel request without client authentication: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(base + oauth.PathShareCodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != oauth.PathAccountLogin {
+		t.Errorf("share codes page without signing in: %d at %s, want the sign-in page", resp.StatusCode, resp.Request.URL.Path)
 	}
 	mint := func(bearer string) int {
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/admin/oauth/firms/"+string(broker.NewFirmID())+"/initial-access-tokens", nil)

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
+		{"Backchannel", testBackchannel},
 		{"Rollback", testRollback},
 		{"ReadOnlyView", testReadOnlyView},
 	}
