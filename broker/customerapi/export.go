@@ -1,6 +1,7 @@
 package customerapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -15,13 +16,17 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.log, err)
 		return
 	}
-	b, err := json.MarshalIndent(ar, "", "  ")
-	if err != nil {
+	// Compact and without HTML escaping, so each ledger entry is sent
+	// byte for byte as logged and its receipt still verifies.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ar); err != nil {
 		httpapi.WriteError(w, r, a.log, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", `attachment; filename="steward-export-`+ar.GeneratedAt.Format("2006-01-02")+`.json"`)
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	_, _ = w.Write(buf.Bytes())
 }
