@@ -104,7 +104,7 @@ func TestServeCustomerAPI(t *testing.T) {
 	}
 	resp, err := http.PostForm(base+oauth.PathPAR, url.Values{"response_type": {"code"}, "client_id": {string(clientID)},
 		"redirect_uri": {"https://acme.example/cb"}, "state": {"state-1234567890"}, "code_challenge_method": {"S256"},
-		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
+		"code_challenge":        {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
 		"authorization_details": {`[{"type":"steward_customer_data","categories":["Contact"],"purpose":"Marketing","duration":"P30D"}]`},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
 	if err != nil {
