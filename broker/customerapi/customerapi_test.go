@@ -32,6 +32,7 @@ import (
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
 	"github.com/stewardhq/steward/broker/store/storetest"
+	"github.com/stewardhq/steward/broker/terms"
 	"github.com/stewardhq/steward/broker/vault"
 	"github.com/stewardhq/steward/web"
 )
@@ -702,7 +703,7 @@ func TestVault(t *testing.T) {
 		if r := e.do(alice, "PUT", "/v1/me/vault/Preference", "text/plain", []byte(`{"interests":["x"]}`)); r.status != http.StatusUnsupportedMediaType {
 			t.Errorf("text/plain: %d", r.status)
 		}
-		if r := e.do(alice, "PUT", "/v1/me/vault/Preference", "application/json", bytes.Repeat([]byte(" "), broker.MaxRecordBytes+1)); r.status != http.StatusBadRequest {
+		if r := e.do(alice, "PUT", "/v1/me/vault/Preference", "application/json", bytes.Repeat([]byte(" "), broker.MaxRecordBytes+1)); r.status != http.StatusRequestEntityTooLarge {
 			t.Errorf("huge record: %d", r.status)
 		}
 
@@ -795,6 +796,12 @@ func TestTerms(t *testing.T) {
 			if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), bad.want) {
 				t.Errorf("terms %.60s: %d %s, want 400 naming %q", bad.body, r.status, r.body, bad.want)
 			}
+		}
+		if r := e.do(alice, "PUT", "/v1/me/terms", "application/json", bytes.Repeat([]byte(" "), terms.MaxDocumentBytes+1)); r.status != http.StatusRequestEntityTooLarge {
+			t.Errorf("huge terms: %d", r.status)
+		}
+		if r := e.do(alice, "PUT", "/v1/me/terms", "application/x-www-form-urlencoded", []byte("format=x")); r.status != http.StatusUnsupportedMediaType {
+			t.Errorf("form-encoded terms: %d", r.status)
 		}
 		if after := e.state(); !cmp.Equal(before, after) {
 			t.Errorf("refused terms changed something:\n%s", cmp.Diff(before, after))

@@ -71,14 +71,9 @@ func (a *api) vault(w http.ResponseWriter, r *http.Request) {
 func readBody(w http.ResponseWriter, r *http.Request, want string, limit int64) ([]byte, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != want {
-		return nil, errUnsupported(want)
+		return nil, unsupported(want)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, fmt.Errorf("%w: the body is larger than %d bytes", broker.ErrInvalid, limit)
-	}
-	return b, err
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 // unsupported is a body of the wrong media type.
@@ -86,15 +81,20 @@ type unsupported string
 
 func (u unsupported) Error() string { return "send the body as " + string(u) }
 
-func errUnsupported(want string) error { return unsupported(want) }
-
+// writeBodyError answers a body that could not be read (415, 413) or was
+// refused.
 func (a *api) writeBodyError(w http.ResponseWriter, r *http.Request, err error) {
 	var u unsupported
-	if errors.As(err, &u) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &u):
 		httpapi.WriteProblem(w, r, httpapi.Problem{Status: http.StatusUnsupportedMediaType, Type: httpapi.ProblemType + "unsupported-media-type", Detail: u.Error()})
-		return
+	case errors.As(err, &tooBig):
+		httpapi.WriteProblem(w, r, httpapi.Problem{Status: http.StatusRequestEntityTooLarge, Type: httpapi.ProblemType + "too-large",
+			Detail: fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit)})
+	default:
+		a.writeVaultError(w, r, err)
 	}
-	a.writeVaultError(w, r, err)
 }
 
 func (a *api) putRecord(w http.ResponseWriter, r *http.Request) {
@@ -114,8 +114,11 @@ func (a *api) putRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	recs, err := a.cfg.Vault.Records(ctx, me.ID, cat)
-	if err != nil || len(recs) != 1 {
-		httpapi.WriteError(w, r, a.log, fmt.Errorf("read back %s record: %w", cat, errors.Join(err, errors.New("record missing"))))
+	if err == nil && len(recs) != 1 {
+		err = fmt.Errorf("%d %s records after put", len(recs), cat)
+	}
+	if err != nil {
+		httpapi.WriteError(w, r, a.log, fmt.Errorf("read back %s record: %w", cat, err))
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, recs[0])
