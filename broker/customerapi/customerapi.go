@@ -263,6 +263,10 @@ type Disclosure struct {
 	Categories []string            `json:"categories"`
 	Fields     map[string][]string `json:"fields,omitempty"`
 	At         time.Time           `json:"at"`
+	// Commitment is the ledger entry's commitment to the data disclosed;
+	// Salt opens it: broker.Commit(Salt, data) == Commitment.
+	Commitment string `json:"commitment,omitempty"`
+	Salt       []byte `json:"salt,omitempty"`
 	// Receipt is set once the entry is sequenced; it carries a checkpoint
 	// and an inclusion proof once the entry is integrated.
 	Receipt *broker.Receipt `json:"receipt,omitempty"`
@@ -297,20 +301,14 @@ func (a *api) disclosures(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			purpose, ok := purposes[d.ConsentID]
-			if !ok {
-				c, err := tx.GetConsent(ctx, d.ConsentID)
-				if err != nil {
+			purpose := d.Purpose
+			if purpose == "" { // recorded before disclosures kept their purpose
+				if purpose, err = consentPurpose(ctx, tx, purposes, d.ConsentID); err != nil {
 					return err
 				}
-				purpose = c.Granted.Purpose
-				if purpose == "" {
-					purpose = c.Requested.Purpose
-				}
-				purposes[d.ConsentID] = purpose
 			}
 			out = append(out, Disclosure{ID: d.ID, Firm: f, ConsentID: d.ConsentID, Purpose: purpose, Categories: d.Categories,
-				Fields: d.Fields, At: d.At.UTC(), leaf: d.ReceiptID})
+				Fields: d.Fields, At: d.At.UTC(), Commitment: d.Commitment, Salt: d.Salt, leaf: d.ReceiptID})
 		}
 		return nil
 	})
@@ -326,6 +324,22 @@ func (a *api) disclosures(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, newList(out, p, func(d Disclosure) string { return string(d.ID) }))
+}
+
+// consentPurpose returns the purpose of a consent, cached in seen.
+func consentPurpose(ctx context.Context, tx store.Tx, seen map[broker.ConsentID]string, id broker.ConsentID) (string, error) {
+	if p, ok := seen[id]; ok {
+		return p, nil
+	}
+	c, err := tx.GetConsent(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	seen[id] = c.Granted.Purpose
+	if seen[id] == "" {
+		seen[id] = c.Requested.Purpose
+	}
+	return seen[id], nil
 }
 
 // receipt fills d's receipt from its leaf hash.

@@ -166,6 +166,9 @@ func (e *env) provider(now func() time.Time) *oauth.Provider {
 	return p
 }
 
+// disclosed is the content every test disclosure commits to.
+const disclosed = `{"Contact":{"email":"alice@example.org"}}`
+
 // disclose records a disclosure under c as the Data API does: the
 // disclosure and its ledger entry in one transaction, the receipt id the
 // entry's leaf hash. It returns the entry's bytes.
@@ -178,11 +181,13 @@ func (e *env) disclose(c broker.Consent, at time.Time) []byte {
 		if err != nil {
 			return err
 		}
+		salt := broker.NewSalt()
 		d := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
-			Categories: []string{"Contact"}, Fields: map[string][]string{"Contact": {"email"}}, At: at}
+			Categories: []string{"Contact"}, Fields: map[string][]string{"Contact": {"email"}}, Purpose: c.Granted.Purpose, At: at,
+			Commitment: broker.Commit(salt, []byte(disclosed)), Salt: salt}
 		en := broker.Entry{Type: broker.EntryDisclosure, Time: at, Firm: c.FirmID, Customer: psn, Categories: d.Categories,
 			Purpose: c.Granted.Purpose, Consent: c.ID, Disclosure: d.ID, DecisionHash: broker.HashDocument([]byte("d")),
-			TermsHash: broker.HashDocument([]byte("t")), Commitment: broker.Commit(broker.NewSalt(), []byte("v"))}
+			TermsHash: broker.HashDocument([]byte("t")), Commitment: d.Commitment}
 		if entry, err = en.CanonicalBytes(); err != nil {
 			return err
 		}
@@ -503,6 +508,10 @@ func TestDisclosuresWithReceipts(t *testing.T) {
 			}
 			if _, err := ledger.VerifyReceipt(*d.Receipt, d.Entry, e.verifier); err != nil {
 				t.Errorf("receipt does not verify: %v", err)
+			}
+			// The salt opens the entry's commitment to what was disclosed.
+			if got := broker.Commit(d.Salt, []byte(disclosed)); d.Commitment == "" || got != d.Commitment || !bytes.Contains(d.Entry, []byte(d.Commitment)) {
+				t.Errorf("commitment %q, salt opens %q", d.Commitment, got)
 			}
 			// The receipt is for this entry and no other.
 			if _, err := ledger.VerifyReceipt(*d.Receipt, append([]byte(" "), d.Entry...), e.verifier); err == nil {
