@@ -2,6 +2,7 @@ package customerapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -28,6 +29,9 @@ type ConsentDetail struct {
 	Consent
 	History   []broker.ConsentEvent `json:"history"`
 	Decisions []Decision            `json:"decisions"`
+	// Deletion is the firm's attestation that it deleted what it received
+	// under the consent, once the consent ended and the firm said so.
+	Deletion *broker.DeletionAttestation `json:"deletion,omitempty"`
 }
 
 // Decision is a policy decision about a consent, newest first.
@@ -122,6 +126,12 @@ func (a *api) consent(w http.ResponseWriter, r *http.Request) {
 		}
 		recs, err := tx.ListDecisions(ctx, store.DecisionFilter{ConsentID: c.ID, Limit: maxDecisions})
 		if err != nil {
+			return err
+		}
+		switch da, err := tx.GetDeletionAttestation(ctx, c.ID); {
+		case err == nil:
+			out.Deletion = &da
+		case !errors.Is(err, broker.ErrNotFound):
 			return err
 		}
 		out.Decisions = []Decision{}

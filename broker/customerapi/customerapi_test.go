@@ -656,6 +656,17 @@ func TestRevoke(t *testing.T) {
 			t.Errorf("webhooks: %+v", hooks)
 		}
 
+		// The firm attests deletion; the customer sees it on the consent.
+		att := broker.DeletionAttestation{ConsentID: e.aliceAcme.ID, FirmID: e.acme.ID, Categories: []string{"Contact"}, At: storetest.Now}
+		if err := s.Update(ctx, func(tx store.Tx) error { return tx.AttestDeletion(ctx, att) }); err != nil {
+			t.Fatal(err)
+		}
+		d = customerapi.ConsentDetail{}
+		e.do(alice, "GET", "/v1/me/consents/"+string(e.aliceAcme.ID), "", nil).json(t, &d)
+		if d.Deletion == nil || d.Deletion.FirmID != e.acme.ID || !d.Deletion.At.Equal(storetest.Now.Truncate(time.Microsecond)) {
+			t.Errorf("deletion attestation: %+v", d.Deletion)
+		}
+
 		// Again: a conflict, nothing more happens.
 		if r := e.do(alice, "POST", path, "", nil); r.status != http.StatusConflict {
 			t.Errorf("second revoke: %d %s", r.status, r.body)
