@@ -53,16 +53,30 @@ const (
 	sessionCookie = "steward_session"
 )
 
-// CustomerSession serves PathCustomerSession: for a browser with a valid
-// login cookie it sets the API session cookie and answers
-// {"customer_id", "csrf_token", "expires_at"}; otherwise 401.
+// CustomerSession serves PathCustomerSession. GET: for a browser with a
+// valid login cookie it sets the API session cookie and answers
+// {"customer_id", "csrf_token", "expires_at"}; otherwise 401. DELETE
+// (signing out, from the issuer's own Origin) clears both cookies and
+// answers 204. The cookies are signed, not stored: a copy taken before
+// signing out stays valid until it expires.
 func (p *Provider) CustomerSession() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		w.Header().Set("Cache-Control", "no-store")
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodDelete:
+			if !p.sameOrigin(r) {
+				http.Error(w, "sign out from Steward's own pages", http.StatusForbidden)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: CustomerAPIPath, MaxAge: -1, HttpOnly: true, Secure: p.secure(), SameSite: http.SameSiteStrictMode})
+			p.setCookie(w, loginCookie, "", -time.Second)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		default:
+			http.Error(w, "use GET or DELETE", http.StatusMethodNotAllowed)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
 		ck, err := r.Cookie(loginCookie)
 		if err != nil {
 			http.Error(w, "sign in first", http.StatusUnauthorized)
@@ -114,13 +128,18 @@ func (p *Provider) CustomerCSRFToken(r *http.Request) string {
 // CheckCustomerCSRF reports whether a state-changing API request comes
 // from the issuer's own origin with its session's CSRF token.
 func (p *Provider) CheckCustomerCSRF(r *http.Request) bool {
-	iss, err := url.Parse(p.cfg.Issuer)
-	if err != nil || r.Header.Get("Origin") != iss.Scheme+"://"+iss.Host {
+	if !p.sameOrigin(r) {
 		return false
 	}
 	want := p.CustomerCSRFToken(r)
 	got := r.Header.Get(CSRFHeader)
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// sameOrigin reports whether r carries an Origin equal to the issuer's.
+func (p *Provider) sameOrigin(r *http.Request) bool {
+	iss, err := url.Parse(p.cfg.Issuer)
+	return err == nil && r.Header.Get("Origin") == iss.Scheme+"://"+iss.Host
 }
 
 func (p *Provider) csrfFor(session string) string {

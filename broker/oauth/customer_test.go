@@ -62,6 +62,23 @@ func TestCustomerSession(t *testing.T) {
 	if w := session("POST", login); w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", w.Code)
 	}
+	// Signing out: only from Steward's own origin; it clears both cookies.
+	if w := session("DELETE", login); w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 {
+		t.Errorf("sign out without Origin: %d %v", w.Code, w.Result().Cookies())
+	}
+	signOut := httptest.NewRequest("DELETE", e.srv.URL+oauth.PathCustomerSession, nil)
+	signOut.Header.Set("Origin", e.srv.URL)
+	w0 := httptest.NewRecorder()
+	e.p.CustomerSession().ServeHTTP(w0, signOut)
+	cleared := map[string]string{}
+	for _, c := range w0.Result().Cookies() {
+		if c.MaxAge < 0 && c.Value == "" {
+			cleared[c.Name] = c.Path
+		}
+	}
+	if w0.Code != http.StatusNoContent || cleared["steward_session"] != oauth.CustomerAPIPath || cleared["steward_login"] != "/oauth/" {
+		t.Errorf("sign out: %d %v", w0.Code, w0.Result().Cookies())
+	}
 
 	w := session("GET", login)
 	var body struct {
