@@ -18,6 +18,7 @@ var mustNotImport = map[string][]string{
 	"broker/oauth":           {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/ledger", "web"},
 	"broker/httpapi":         {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "github.com/jackc/pgx/"},
 	"broker/audit":           {"broker/oauth", "web"},
+	"broker/customerapi":     {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/oauth", "web", "github.com/jackc/pgx/"},
 	"broker/notify":          {"broker/store/postgres", "broker/store/sqlite", "broker/oauth", "web"},
 	"broker/store/postgres":  {"broker/consent", "broker/policy", "broker/oauth", "net/http"},
 	"broker/store/sqlite":    {"broker/consent", "broker/policy", "broker/oauth", "net/http"},

@@ -133,6 +133,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 		router.Post("/ledger/cosignature", lg.cosignatures.ServeHTTP)
 	}
 	router.Handle("/ledger/*", lg.handler)
+	me, err := customerAPI(s, pol.engine, vlt, &op, log)
+	if err != nil {
+		return err
+	}
+	router.Mount(oauth.CustomerAPIPath, me)
 	router.Get("/webhooks/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
@@ -174,6 +179,7 @@ func mountOAuth(router *httpapi.Router, p *oauth.Provider) {
 		router.Handle(path, h)
 	}
 	router.Handle("/oauth/*", h)
+	router.Handle(oauth.PathCustomerSession, p.CustomerSession())
 	router.Handle("/v1/admin/oauth/*", router.RequireOperator(http.StripPrefix("/v1/admin/oauth", p.Operator())))
 }
 
