@@ -53,6 +53,8 @@ type env struct {
 	customer broker.Customer
 	client   testClient
 	other    testClient
+	svc      *consent.Service
+	decide   consent.DecideConsent
 }
 
 type testClient struct {
@@ -138,9 +140,11 @@ func newEnvConfig(t testing.TB, s backend.Migrator, mod func(*oauth.Config)) *en
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := consent.New(s, func(ctx context.Context, c broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
+	e.decide = func(ctx context.Context, c broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
 		return eng.Consent(ctx, policy.ConsentRequest{Customer: c, Firm: f, Terms: tv, Request: req, Now: now})
-	}, nil)
+	}
+	svc := consent.New(s, e.decide, nil)
+	e.svc = svc
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cfg := oauth.Config{Issuer: e.srv.URL, SigningKey: key, Secret: []byte(strings.Repeat("s", 32)), Store: s, Templates: web.Templates}
 	if mod != nil {

@@ -26,8 +26,10 @@ import (
 // token itself); requestID groups the codes and tokens of one grant.
 type Storage interface {
 	// CreateRequest stores an active request. It MUST refuse a taken kind
-	// and signature with broker.ErrConflict.
-	CreateRequest(ctx context.Context, kind, signature, requestID, clientID string, data []byte, expiresAt time.Time) error
+	// and signature with broker.ErrConflict. consentID is the consent the
+	// grant rests on ("" for none); store.Tx.RevokeConsentTokens MUST end
+	// every request stored with it.
+	CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error
 	// GetRequest returns the data and whether the request is active. It
 	// MUST return broker.ErrNotFound for a missing request or one expired
 	// by now, and MUST return inactive requests (reuse detection needs them).
@@ -373,7 +375,11 @@ func (f *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 	if err != nil {
 		return err
 	}
-	return f.s.CreateRequest(ctx, kind, signature, r.GetID(), r.GetClient().GetID(), data, f.expiry(kind, r))
+	var consentID string
+	if s, ok := r.GetSession().(*Session); ok && s != nil {
+		consentID = string(s.ConsentID)
+	}
+	return f.s.CreateRequest(ctx, kind, signature, r.GetID(), r.GetClient().GetID(), consentID, data, f.expiry(kind, r))
 }
 
 // get loads a request. Missing or expired requests are fosite.ErrNotFound;

@@ -111,14 +111,15 @@ func (o *OAuth) RollbackTx(ctx context.Context) error {
 	return nil
 }
 
-const insertOAuthRequestSQL = `INSERT INTO oauth_requests (kind, signature, request_id, client_id, active, data, expires_at)
-VALUES ($1, $2, $3, $4, TRUE, $5, $6)`
+const insertOAuthRequestSQL = `INSERT INTO oauth_requests (kind, signature, request_id, client_id, consent_id, active, data, expires_at)
+VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7)`
 
 // CreateRequest stores an active request; broker.ErrConflict if kind and
-// signature are taken.
-func (o *OAuth) CreateRequest(ctx context.Context, kind, signature, requestID, clientID string, data []byte, expiresAt time.Time) error {
+// signature are taken. consentID is the consent the grant rests on ("" for
+// none): Tx.RevokeConsentTokens ends the request with it.
+func (o *OAuth) CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error {
 	err := o.update(ctx, func(tx *Tx) error {
-		_, err := tx.Q.Exec(ctx, insertOAuthRequestSQL, kind, signature, requestID, clientID, string(data), tx.t(expiresAt))
+		_, err := tx.Q.Exec(ctx, insertOAuthRequestSQL, kind, signature, requestID, clientID, consentID, string(data), tx.t(expiresAt))
 		return tx.err(err)
 	})
 	if err != nil {
@@ -212,6 +213,23 @@ func (o *OAuth) RotateRefreshToken(ctx context.Context, requestID, signature str
 		return fmt.Errorf("rotate refresh token of request %s: %w", requestID, err)
 	}
 	return nil
+}
+
+// RevokeConsentTokens implements store.Tx: it deletes every code, PKCE
+// session, access token and refresh token issued under the consent, so
+// none of them works after the transaction commits.
+func (tx *Tx) RevokeConsentTokens(ctx context.Context, id broker.ConsentID) (int64, error) {
+	if err := tx.mustWrite("revoke consent tokens"); err != nil {
+		return 0, err
+	}
+	if id == "" {
+		return 0, nil
+	}
+	n, err := tx.Q.Exec(ctx, `DELETE FROM oauth_requests WHERE consent_id = $1`, string(id))
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of consent %s: %w", id, tx.err(err))
+	}
+	return n, nil
 }
 
 const useJTISQL = `INSERT INTO oauth_jtis (jti, expires_at) VALUES ($1, $2)

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
+		{"ConsentTokens", testConsentTokens},
 		{"Rollback", testRollback},
 		{"ReadOnlyView", testReadOnlyView},
 	}
@@ -966,6 +967,28 @@ func testRollback(t *testing.T, s store.Store) {
 		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})
+}
+
+// testConsentTokens checks the part of RevokeConsentTokens a store can
+// see without the OAuth tables' writer: it ends nothing of a consent with
+// no tokens, and refuses to run in a read-only transaction.
+func testConsentTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	update(t, s, func(tx store.Tx) error {
+		n, err := tx.RevokeConsentTokens(ctx, con.ID)
+		if err != nil || n != 0 {
+			t.Errorf("RevokeConsentTokens of a consent without tokens = %d, %v", n, err)
+		}
+		return nil
+	})
+	if err := s.View(ctx, func(tx store.Tx) error {
+		_, err := tx.RevokeConsentTokens(ctx, con.ID)
+		return err
+	}); err == nil {
+		t.Error("RevokeConsentTokens inside View succeeded")
+	}
 }
 
 func testReadOnlyView(t *testing.T, s store.Store) {
