@@ -111,15 +111,23 @@ func (e *env) postDPoP(t testing.TB, k *dpopKey, path string, form func() url.Va
 
 func newDPoPEnv(t *testing.T, s backend.Migrator) *env {
 	t.Helper()
+	v := newValidator(t, s)
+	return newEnvConfig(t, s, func(c *oauth.Config) { c.DPoP = v })
+}
+
+// newValidator is a replica's DPoP validator: nonces from a key every
+// replica shares, proofs remembered in the database.
+func newValidator(t testing.TB, s backend.Migrator) *dpop.Validator {
+	t.Helper()
 	nonces, err := dpop.NewNonces(0, []byte(strings.Repeat("n", dpop.MinNonceKeySize)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := dpop.NewValidator(dpop.Config{Replay: dpop.NewMemoryReplayCache(0, nil), Nonces: nonces})
+	v, err := dpop.NewValidator(dpop.Config{Replay: oauth.NewReplayCache(s.OAuth(), nil), Nonces: nonces})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvConfig(t, s, func(c *oauth.Config) { c.DPoP = v })
+	return v
 }
 
 func TestDPoPBoundTokens(t *testing.T) {

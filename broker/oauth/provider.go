@@ -301,8 +301,9 @@ func redirectSecure(u *url.URL) bool {
 	return false
 }
 
-// Cleanup deletes expired codes, tokens, requests, jtis and initial access
-// tokens. Run it periodically (every few minutes).
+// Cleanup deletes expired codes, tokens, requests, jtis, DPoP proofs (of
+// a ReplayCache on the same Storage) and initial access tokens. Run it
+// periodically (every few minutes).
 func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
 	return p.storage.Cleanup(ctx, p.now())
 }

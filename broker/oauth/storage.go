@@ -52,6 +52,10 @@ type Storage interface {
 	// atomically (check and record are one step).
 	UseJTI(ctx context.Context, jti string, exp, now time.Time) error
 	JTIUsed(ctx context.Context, jti string, now time.Time) (bool, error)
+	// UseDPoPProof records an accepted DPoP proof's replay key until exp.
+	// It MUST return broker.ErrConflict if the key is recorded and
+	// unexpired at now, atomically, across every replica (see ReplayCache).
+	UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error
 
 	CreateInitialAccessToken(ctx context.Context, hash string, firm broker.FirmID, createdAt, expiresAt time.Time) error
 	// InitialAccessTokenFirm returns the firm of an unexpired token hash,

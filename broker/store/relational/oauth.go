@@ -266,6 +266,32 @@ func (o *OAuth) JTIUsed(ctx context.Context, jti string, now time.Time) (bool, e
 	return n > 0, nil
 }
 
+const useDPoPProofSQL = `INSERT INTO oauth_dpop_proofs (proof_key, expires_at) VALUES ($1, $2)
+ON CONFLICT (proof_key) DO UPDATE SET expires_at = excluded.expires_at WHERE oauth_dpop_proofs.expires_at <= $3`
+
+// UseDPoPProof records an accepted DPoP proof's replay key until exp;
+// broker.ErrConflict if it is already recorded and has not expired by now.
+// Check and record are one statement, so of two replicas offered the same
+// proof at once exactly one succeeds. It always commits in a transaction
+// of its own, never the one ctx may carry, so a proof stays used even if
+// the request it came with fails and rolls back.
+func (o *OAuth) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error {
+	err := o.Update(ctx, func(tx *Tx) error {
+		n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
+		if err != nil {
+			return tx.err(err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: dpop proof already used", broker.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("use dpop proof: %w", err)
+	}
+	return nil
+}
+
 // CreateInitialAccessToken stores the hash of a token that lets firm
 // register clients until expiresAt.
 func (o *OAuth) CreateInitialAccessToken(ctx context.Context, hash string, firm broker.FirmID, createdAt, expiresAt time.Time) error {
@@ -329,13 +355,13 @@ func (o *OAuth) DeleteClient(ctx context.Context, id broker.ClientID) error {
 	return nil
 }
 
-// Cleanup deletes requests, jtis and initial access tokens that expired by
-// now, returning how many rows went.
+// Cleanup deletes requests, jtis, DPoP proofs and initial access tokens
+// that expired by now, returning how many rows went.
 func (o *OAuth) Cleanup(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := o.update(ctx, func(tx *Tx) error {
 		total = 0
-		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_initial_access_tokens"} {
+		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_dpop_proofs", "oauth_initial_access_tokens"} {
 			n, err := tx.Q.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at <= $1`, tx.t(now))
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, tx.err(err))

@@ -6,3 +6,12 @@
 -- PAR and interactions).
 ALTER TABLE oauth_requests ADD COLUMN consent_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX oauth_requests_consent ON oauth_requests (consent_id) WHERE consent_id <> '';
+
+-- oauth_dpop_proofs remembers accepted DPoP proofs (RFC 9449 §11.1) until
+-- they could no longer be accepted anyway; proof_key is the SHA-256 of
+-- the validator's replay key (the proof key's thumbprint and the jti).
+CREATE TABLE oauth_dpop_proofs (
+    proof_key  TEXT PRIMARY KEY,
+    expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX oauth_dpop_proofs_expiry ON oauth_dpop_proofs (expires_at);
