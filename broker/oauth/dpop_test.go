@@ -194,10 +194,47 @@ func TestDPoPBoundTokens(t *testing.T) {
 			t.Fatalf("refresh: %d %v", st, tok)
 		}
 
-		// Client credentials stay Bearer.
-		st, tok = e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}}))
-		if st != http.StatusOK || tok["token_type"] != "bearer" {
-			t.Fatalf("client credentials: %d %v", st, tok)
+	})
+}
+
+// TestDPoPClientCredentials: a client-credentials token is bound when the
+// request carries a proof; scope firm requires one, while a regulator's
+// audit:read may stay Bearer (the steward audit CLI uses it).
+func TestDPoPClientCredentials(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		e := newDPoPEnv(t, s)
+		k := newDPoPKey(t, jose.EdDSA)
+		firmForm := func() url.Values {
+			return e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}})
+		}
+		st, out := e.post(t, oauth.PathToken, firmForm())
+		wantError(t, "firm scope without a proof", st, out, http.StatusBadRequest, dpop.CodeInvalidDPoPProof)
+		st, out = e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}}))
+		wantError(t, "default (firm) scope without a proof", st, out, http.StatusBadRequest, dpop.CodeInvalidDPoPProof)
+
+		st, tok := e.postDPoP(t, k, oauth.PathToken, firmForm)
+		if st != http.StatusOK || tok["token_type"] != "DPoP" {
+			t.Fatalf("firm scope with a proof: %d %v, want token_type DPoP", st, tok)
+		}
+		info := e.introspect(t, e.client, tok["access_token"].(string))
+		if diff := cmp.Diff(map[string]any{"jkt": k.jkt()}, info["cnf"]); diff != "" || info["token_type"] != "DPoP" {
+			t.Errorf("introspection %v; cnf (-want +got):\n%s", info, diff)
+		}
+		ti, err := e.p.IntrospectAccessToken(t.Context(), tok["access_token"].(string))
+		if err != nil || ti.Session.JKT != k.jkt() {
+			t.Errorf("IntrospectAccessToken: %+v, %v; want JKT %s", ti, err, k.jkt())
+		}
+
+		// A regulator's audit:read: Bearer without a proof, bound with one.
+		rc := e.regulatorClient(t)
+		regForm := func() url.Values { return e.authForm(t, rc, url.Values{"grant_type": {"client_credentials"}}) }
+		st, tok = e.post(t, oauth.PathToken, regForm())
+		if st != http.StatusOK || tok["token_type"] != "bearer" || tok["scope"] != oauth.ScopeAuditRead {
+			t.Fatalf("audit:read without a proof: %d %v, want a Bearer token", st, tok)
+		}
+		st, tok = e.postDPoP(t, k, oauth.PathToken, regForm)
+		if st != http.StatusOK || tok["token_type"] != "DPoP" {
+			t.Fatalf("audit:read with a proof: %d %v, want token_type DPoP", st, tok)
 		}
 	})
 }

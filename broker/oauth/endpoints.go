@@ -138,6 +138,13 @@ func (p *Provider) Token() http.Handler {
 			for _, s := range ar.GetRequestedScopes() {
 				ar.GrantScope(s)
 			}
+			if p.cfg.DPoP != nil && ar.GetGrantedScopes().Has(ScopeFirm) && sess.JKT == "" {
+				err := dpop.ErrInvalidDPoPProof.WithHint("A client-credentials token for scope firm must be DPoP-bound: send a DPoP proof.")
+				p.logReject(ctx, "token request", err)
+				p.setNonce(w, err)
+				p.oauth.WriteAccessError(ctx, w, ar, err)
+				return
+			}
 		}
 		resp, err := p.oauth.NewAccessResponse(ctx, ar)
 		if err != nil {

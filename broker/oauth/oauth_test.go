@@ -204,6 +204,21 @@ func consentFunc(svc *consent.Service) oauth.ConsentFunc {
 	}
 }
 
+// regulatorClient registers a regulator with an EdDSA client and returns it.
+func (e *env) regulatorClient(t testing.TB) testClient {
+	t.Helper()
+	reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "ICO", Jurisdiction: "GB", CreatedAt: storetest.Now}
+	if err := e.store.Update(t.Context(), func(tx store.Tx) error { return tx.CreateRegulator(t.Context(), reg) }); err != nil {
+		t.Fatal(err)
+	}
+	rc, jwks := newKeyClient(t, jose.EdDSA)
+	if err := e.store.OAuth().CreateRegulatorClient(t.Context(), reg.ID, broker.Client{ID: rc.id, Name: "ICO audit", JWKS: jwks,
+		Status: broker.ClientActive, CreatedAt: storetest.Now}); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
 // assertion is a private_key_jwt client assertion (RFC 7523).
 func (e *env) assertion(t testing.TB, c testClient, mod func(*jwt.Claims)) string {
 	t.Helper()

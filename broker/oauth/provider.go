@@ -23,7 +23,10 @@
 //   - With Config.DPoP set, authorization-code and refresh tokens are
 //     DPoP-bound (RFC 9449), by dpop_jkt or a proof at PAR or the token
 //     endpoint, and authorization_details are validated strictly (RFC 9396);
-//     see package fapi. Client-credentials tokens stay Bearer.
+//     see package fapi. A client-credentials token is bound when the
+//     request carries a proof, and MUST be for scope "firm" (the firm-level
+//     Data API refuses unbound tokens); regulators' "audit:read" tokens
+//     may stay Bearer.
 //
 // # Use
 //
@@ -253,6 +256,15 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		if before, after, err = ext.Factories(); err != nil {
 			return nil, fmt.Errorf("oauth: %w", err)
 		}
+		// Client credentials: a proof, when sent, binds the token; the
+		// token endpoint then refuses an unbound token for scope firm.
+		cc, err := dpop.NewTokenHandler(dpop.TokenConfig{Validator: cfg.DPoP, TokenURL: cfg.Issuer + PathToken, Optional: true,
+			GrantTypes: []string{"client_credentials"}})
+		if err != nil {
+			return nil, fmt.Errorf("oauth: %w", err)
+		}
+		before = append(before, func(fosite.Configurator, any, any) any { return ccProof{cc} })
+		after = append(after, func(fosite.Configurator, any, any) any { return ccBinding{cc.Binding()} })
 	}
 	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc), slices.Concat(
 		[]compose.Factory{func(fosite.Configurator, any, any) any { return parPolicy{} }},
@@ -270,6 +282,15 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 	)...)
 	return p, nil
 }
+
+// ccProof and ccBinding are the DPoP token handlers of client-credentials
+// requests. fosite's compose keeps one handler per Go type, so these
+// must not be *dpop.TokenHandler and *dpop.TokenBinding, which serve the
+// authorization-code and refresh grants.
+type (
+	ccProof   struct{ *dpop.TokenHandler }
+	ccBinding struct{ *dpop.TokenBinding }
+)
 
 func signingAlg(k crypto.Signer) string {
 	switch k.Public().(type) {
