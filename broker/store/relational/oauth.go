@@ -376,7 +376,7 @@ func (o *OAuth) Cleanup(ctx context.Context, now time.Time) (int64, error) {
 	return total, nil
 }
 
-const regulatorClientColumns = `id, regulator_id, name, jwks, jwks_uri, status, created_at`
+const regulatorClientColumns = `id, regulator_id, name, jwks, jwks_uri, status, created_at, token_endpoint_auth_signing_alg`
 
 // CreateRegulatorClient stores an OAuth client of a regulator (c.FirmID
 // is ignored); broker.ErrNotFound if the regulator does not exist.
@@ -386,8 +386,8 @@ func (o *OAuth) CreateRegulatorClient(ctx context.Context, reg broker.RegulatorI
 		if len(c.JWKS) > 0 {
 			jwks = string(c.JWKS)
 		}
-		_, err := tx.Q.Exec(ctx, `INSERT INTO oauth_regulator_clients (`+regulatorClientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			c.ID, reg, c.Name, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt))
+		_, err := tx.Q.Exec(ctx, `INSERT INTO oauth_regulator_clients (`+regulatorClientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.ID, reg, c.Name, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt), c.TokenEndpointAuthSigningAlg)
 		return tx.err(err)
 	})
 	if err != nil {
@@ -402,7 +402,7 @@ func (o *OAuth) GetRegulatorClient(ctx context.Context, id broker.ClientID) (bro
 	var reg string
 	var c broker.Client
 	err := o.view(ctx, func(tx *Tx) error {
-		return newScanner(tx.D).str((*string)(&c.ID)).str(&reg).str(&c.Name).bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt).
+		return newScanner(tx.D).str((*string)(&c.ID)).str(&reg).str(&c.Name).bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt).str(&c.TokenEndpointAuthSigningAlg).
 			from(tx.Q.QueryRow(ctx, `SELECT `+regulatorClientColumns+` FROM oauth_regulator_clients WHERE id = $1`, id))
 	})
 	if err != nil {

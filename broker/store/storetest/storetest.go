@@ -261,7 +261,7 @@ func testClients(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, f := Fixture(t, s)
 	c := broker.Client{ID: broker.NewClientID(), FirmID: f.ID, Name: "Acme app", RedirectURIs: []string{"https://acme.example/cb"},
-		JWKS: []byte(`{"keys":[]}`), Status: broker.ClientActive, CreatedAt: Now}
+		JWKS: []byte(`{"keys":[]}`), TokenEndpointAuthSigningAlg: "ES256", Status: broker.ClientActive, CreatedAt: Now}
 	update(t, s, func(tx store.Tx) error { return tx.CreateClient(ctx, c) })
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.GetClient(ctx, c.ID)

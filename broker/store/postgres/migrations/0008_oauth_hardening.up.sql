@@ -15,3 +15,8 @@ CREATE TABLE oauth_dpop_proofs (
     expires_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX oauth_dpop_proofs_expiry ON oauth_dpop_proofs (expires_at);
+
+-- The RFC 7591 token_endpoint_auth_signing_alg a client registered: its
+-- client assertions MUST use that algorithm. Empty: any accepted one.
+ALTER TABLE clients ADD COLUMN token_endpoint_auth_signing_alg TEXT NOT NULL DEFAULT '';
+ALTER TABLE oauth_regulator_clients ADD COLUMN token_endpoint_auth_signing_alg TEXT NOT NULL DEFAULT '';
