@@ -128,6 +128,17 @@ type Config struct {
 	// without a proof get Bearer tokens when their grant is unbound.
 	// FAPI 2.0 deployments leave it false.
 	DPoPOptional bool
+	// LoginMaxFailures and LoginMaxFailuresPerIP are how many failed
+	// customer sign-ins one handle and one client address (IPv6: one /64)
+	// may have within LoginFailureWindow; beyond either, the login page
+	// answers 429 with Retry-After without checking the password. Zero
+	// means the Default* constant.
+	LoginMaxFailures, LoginMaxFailuresPerIP int
+	LoginFailureWindow                      time.Duration
+	// ClientIP returns the address a request comes from, for login
+	// throttling; nil means the connection's peer. Behind a proxy, return
+	// the address the proxy reports (and only trust a proxy you run).
+	ClientIP func(*http.Request) string
 }
 
 func (c *Config) validate() error {
@@ -161,6 +172,13 @@ func (c *Config) validate() error {
 	def(&c.AuthorizeCodeLifespan, DefaultAuthorizeCodeLifespan)
 	def(&c.PARLifespan, DefaultPARLifespan)
 	def(&c.InitialAccessTokenLifespan, DefaultInitialAccessTokenLifespan)
+	def(&c.LoginFailureWindow, DefaultLoginFailureWindow)
+	if c.LoginMaxFailures <= 0 {
+		c.LoginMaxFailures = DefaultLoginMaxFailures
+	}
+	if c.LoginMaxFailuresPerIP <= 0 {
+		c.LoginMaxFailuresPerIP = DefaultLoginMaxFailuresPerIP
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -57,6 +57,14 @@ type Storage interface {
 	// unexpired at now, atomically, across every replica (see ReplayCache).
 	UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error
 
+	// LoginFailures counts subject's failed sign-ins unexpired at now and
+	// says when the oldest of them expires (zero when there are none).
+	LoginFailures(ctx context.Context, subject string, now time.Time) (n int, oldest time.Time, err error)
+	// AddLoginFailure records a failed sign-in for each subject until expiresAt.
+	AddLoginFailure(ctx context.Context, subjects []string, at, expiresAt time.Time) error
+	// ClearLoginFailures forgets subject's failed sign-ins.
+	ClearLoginFailures(ctx context.Context, subject string) error
+
 	CreateInitialAccessToken(ctx context.Context, hash string, firm broker.FirmID, createdAt, expiresAt time.Time) error
 	// InitialAccessTokenFirm returns the firm of an unexpired token hash,
 	// or broker.ErrNotFound.

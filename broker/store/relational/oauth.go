@@ -292,6 +292,49 @@ func (o *OAuth) UseDPoPProof(ctx context.Context, key string, exp, now time.Time
 	return nil
 }
 
+// LoginFailures counts the failed sign-ins recorded for subject that are
+// unexpired at now, and says when the oldest of them expires.
+func (o *OAuth) LoginFailures(ctx context.Context, subject string, now time.Time) (n int, oldest time.Time, err error) {
+	err = o.view(ctx, func(tx *Tx) error {
+		return newScanner(tx.D).num(&n).time(&oldest).from(tx.Q.QueryRow(ctx,
+			`SELECT COUNT(*), MIN(expires_at) FROM oauth_login_failures WHERE subject = $1 AND expires_at > $2`, subject, tx.t(now)))
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count login failures: %w", err)
+	}
+	return n, oldest, nil
+}
+
+// AddLoginFailure records one failed sign-in at for each subject, kept
+// until expiresAt.
+func (o *OAuth) AddLoginFailure(ctx context.Context, subjects []string, at, expiresAt time.Time) error {
+	err := o.update(ctx, func(tx *Tx) error {
+		for _, sub := range subjects {
+			if _, err := tx.Q.Exec(ctx, `INSERT INTO oauth_login_failures (subject, failed_at, expires_at) VALUES ($1, $2, $3)`,
+				sub, tx.t(at), tx.t(expiresAt)); err != nil {
+				return tx.err(err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record login failure: %w", err)
+	}
+	return nil
+}
+
+// ClearLoginFailures forgets the failed sign-ins of subject.
+func (o *OAuth) ClearLoginFailures(ctx context.Context, subject string) error {
+	err := o.update(ctx, func(tx *Tx) error {
+		_, err := tx.Q.Exec(ctx, `DELETE FROM oauth_login_failures WHERE subject = $1`, subject)
+		return tx.err(err)
+	})
+	if err != nil {
+		return fmt.Errorf("clear login failures: %w", err)
+	}
+	return nil
+}
+
 // CreateInitialAccessToken stores the hash of a token that lets firm
 // register clients until expiresAt.
 func (o *OAuth) CreateInitialAccessToken(ctx context.Context, hash string, firm broker.FirmID, createdAt, expiresAt time.Time) error {
@@ -355,13 +398,13 @@ func (o *OAuth) DeleteClient(ctx context.Context, id broker.ClientID) error {
 	return nil
 }
 
-// Cleanup deletes requests, jtis, DPoP proofs and initial access tokens
-// that expired by now, returning how many rows went.
+// Cleanup deletes requests, jtis, DPoP proofs, login failures and initial
+// access tokens that expired by now, returning how many rows went.
 func (o *OAuth) Cleanup(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := o.update(ctx, func(tx *Tx) error {
 		total = 0
-		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_dpop_proofs", "oauth_initial_access_tokens"} {
+		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_dpop_proofs", "oauth_login_failures", "oauth_initial_access_tokens"} {
 			n, err := tx.Q.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at <= $1`, tx.t(now))
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, tx.err(err))

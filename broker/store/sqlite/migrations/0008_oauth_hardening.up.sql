@@ -20,3 +20,15 @@ CREATE INDEX oauth_dpop_proofs_expiry ON oauth_dpop_proofs (expires_at);
 -- client assertions MUST use that algorithm. Empty: any accepted one.
 ALTER TABLE clients ADD COLUMN token_endpoint_auth_signing_alg TEXT NOT NULL DEFAULT '';
 ALTER TABLE oauth_regulator_clients ADD COLUMN token_endpoint_auth_signing_alg TEXT NOT NULL DEFAULT '';
+
+-- oauth_login_failures holds one row per failed customer sign-in, per
+-- throttled subject ("handle:" and a keyed hash of the handle, never the
+-- handle itself; or "ip:" and the client's address or IPv6 /64), until
+-- it leaves the throttling window, so throttling holds across replicas.
+CREATE TABLE oauth_login_failures (
+    subject    TEXT NOT NULL,
+    failed_at  TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX oauth_login_failures_subject ON oauth_login_failures (subject, expires_at);
+CREATE INDEX oauth_login_failures_expiry ON oauth_login_failures (expires_at);
