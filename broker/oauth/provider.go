@@ -44,6 +44,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"html/template"
@@ -139,6 +140,14 @@ type Config struct {
 	// throttling; nil means the connection's peer. Behind a proxy, return
 	// the address the proxy reports (and only trust a proxy you run).
 	ClientIP func(*http.Request) string
+	// JWKSAllowLoopback lets clients' jwks_uri reach loopback addresses,
+	// for tests and the demo. Never set it in production: jwks_uri
+	// fetches refuse loopback, private, link-local, shared (CGNAT),
+	// multicast and unspecified addresses, checked as they are dialled.
+	JWKSAllowLoopback bool
+	// JWKSRootCAs verifies jwks_uri servers' certificates; nil means the
+	// system roots.
+	JWKSRootCAs *x509.CertPool
 }
 
 func (c *Config) validate() error {
@@ -263,6 +272,7 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		PushedAuthorizeContextLifespan:  cfg.PARLifespan,
 		IsPushedAuthorizeEnforced:       true,
 		SendDebugMessagesToClients:      false,
+		JWKSFetcherStrategy:             newJWKSFetcher(cfg.JWKSAllowLoopback, cfg.JWKSRootCAs, cfg.Now),
 	}
 	// fapi's before handlers check dpop_jkt, authorization_details and the
 	// token request's proof before fosite's handlers store or consume

@@ -117,7 +117,7 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	}
 	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
-		DPoP: v, DPoPOptional: false}, s.OAuth(), consentFunc(svc))
+		DPoP: v, DPoPOptional: false, JWKSAllowLoopback: c.OAuthJWKSAllowLoopback}, s.OAuth(), consentFunc(svc))
 	if err != nil {
 		return nil, nil, err
 	}
