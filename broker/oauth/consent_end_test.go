@@ -82,3 +82,38 @@ func TestConsentEndRevokesTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokeRacesExchange revokes a consent while its code is being
+// exchanged: whichever commits first, no token outlives the revocation.
+func TestRevokeRacesExchange(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		e := newEnv(t, s)
+		for range 8 {
+			code, pk := e.code(t)
+			var consentID broker.ConsentID
+			if err := s.View(t.Context(), func(tx store.Tx) error {
+				cs, err := tx.ListConsents(t.Context(), store.ConsentFilter{CustomerID: e.customer.ID, State: broker.ConsentGranted})
+				if len(cs) > 0 {
+					consentID = cs[len(cs)-1].ID
+				}
+				return err
+			}); err != nil || consentID == "" {
+				t.Fatalf("granted consent: %q %v", consentID, err)
+			}
+			done := make(chan map[string]any)
+			go func() {
+				_, tok := e.exchange(t, e.client, code, pk.verifier)
+				done <- tok
+			}()
+			if _, err := e.svc.Revoke(t.Context(), e.customer.ID, consentID, "race"); err != nil {
+				t.Fatal(err)
+			}
+			tok := <-done
+			if at, ok := tok["access_token"].(string); ok {
+				if info := e.introspect(t, e.client, at); info["active"] != false {
+					t.Fatalf("token issued during the revocation of %s is active: %v", consentID, info)
+				}
+			}
+		}
+	})
+}

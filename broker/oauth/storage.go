@@ -28,7 +28,10 @@ type Storage interface {
 	// CreateRequest stores an active request. It MUST refuse a taken kind
 	// and signature with broker.ErrConflict. consentID is the consent the
 	// grant rests on ("" for none); store.Tx.RevokeConsentTokens MUST end
-	// every request stored with it.
+	// every request stored with it. It MUST refuse, with
+	// broker.ErrForbidden, a code or token under a consent that is not
+	// granted, serialized with the consent's changes so that no token
+	// stored concurrently with a revocation outlives it.
 	CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error
 	// GetRequest returns the data and whether the request is active. It
 	// MUST return broker.ErrNotFound for a missing request or one expired

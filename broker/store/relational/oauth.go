@@ -116,9 +116,25 @@ VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7)`
 
 // CreateRequest stores an active request; broker.ErrConflict if kind and
 // signature are taken. consentID is the consent the grant rests on ("" for
-// none): Tx.RevokeConsentTokens ends the request with it.
+// none): Tx.RevokeConsentTokens ends the request with it. A code or token
+// is only stored under a granted consent (broker.ErrForbidden otherwise),
+// checked under the consent's row lock: a revocation either commits first,
+// and the token is refused, or waits for this transaction and then sees,
+// and deletes, the token.
 func (o *OAuth) CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error {
 	err := o.update(ctx, func(tx *Tx) error {
+		if consentID != "" && (kind == "code" || kind == "access" || kind == "refresh") {
+			var state string
+			err := newScanner(tx.D).str(&state).from(tx.Q.QueryRow(ctx, `SELECT state FROM consents WHERE id = $1`+tx.D.LockSuffix, consentID))
+			if errors.Is(err, broker.ErrNotFound) {
+				return fmt.Errorf("consent %s: %w", consentID, broker.ErrForbidden)
+			} else if err != nil {
+				return err
+			}
+			if state != string(broker.ConsentGranted) {
+				return fmt.Errorf("consent %s is %s: %w", consentID, state, broker.ErrForbidden)
+			}
+		}
 		_, err := tx.Q.Exec(ctx, insertOAuthRequestSQL, kind, signature, requestID, clientID, consentID, string(data), tx.t(expiresAt))
 		return tx.err(err)
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
+	"github.com/stewardhq/steward/broker/store/storetest"
 )
 
 func TestOAuthStorage(t *testing.T) {
@@ -138,17 +139,40 @@ func TestRevokeConsentTokens(t *testing.T) {
 		ctx := t.Context()
 		o := s.OAuth()
 		later := time.Now().Add(time.Hour)
+		cus, firm := storetest.Fixture(t, s)
+		granted := func() broker.Consent {
+			c := storetest.NewRequest(t, s, cus.ID, firm.ID)
+			if err := s.Update(ctx, func(tx store.Tx) error {
+				next, ev, err := c.Grant(c.Requested, storetest.Now, "test")
+				if err != nil {
+					return err
+				}
+				c = next
+				return tx.UpdateConsent(ctx, next, ev)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		a, b := granted(), granted()
 		for _, r := range []struct{ kind, sig, consent string }{
-			{"code", "c1", "con_a"}, {"pkce", "c1", "con_a"}, {"access", "a1", "con_a"}, {"refresh", "r1", "con_a"},
-			{"access", "a2", "con_b"}, {"access", "a3", ""}, {"par", "p1", ""},
+			{"code", "c1", string(a.ID)}, {"pkce", "c1", string(a.ID)}, {"access", "a1", string(a.ID)}, {"refresh", "r1", string(a.ID)},
+			{"access", "a2", string(b.ID)}, {"access", "a3", ""}, {"par", "p1", ""},
 		} {
 			if err := o.CreateRequest(ctx, r.kind, r.sig, "req_"+r.consent, "cli_x", r.consent, []byte(`{}`), later); err != nil {
 				t.Fatal(err)
 			}
 		}
+		// No token under a consent that is not granted, or not there.
+		requested := storetest.NewRequest(t, s, cus.ID, firm.ID)
+		for _, id := range []broker.ConsentID{requested.ID, "con_missing"} {
+			if err := o.CreateRequest(ctx, "access", "x-"+string(id), "req_x", "cli_x", string(id), []byte(`{}`), later); !errors.Is(err, broker.ErrForbidden) {
+				t.Errorf("token under consent %s: %v, want ErrForbidden", id, err)
+			}
+		}
 		var n int64
 		if err := s.Update(ctx, func(tx store.Tx) (err error) {
-			n, err = tx.RevokeConsentTokens(ctx, "con_a")
+			n, err = tx.RevokeConsentTokens(ctx, a.ID)
 			return err
 		}); err != nil || n != 4 {
 			t.Fatalf("RevokeConsentTokens = %d, %v; want 4", n, err)
@@ -173,7 +197,7 @@ func TestRevokeConsentTokens(t *testing.T) {
 		// A rolled-back end leaves the tokens alone.
 		boom := errors.New("boom")
 		if err := s.Update(ctx, func(tx store.Tx) error {
-			if _, err := tx.RevokeConsentTokens(ctx, "con_b"); err != nil {
+			if _, err := tx.RevokeConsentTokens(ctx, b.ID); err != nil {
 				return err
 			}
 			return boom
