@@ -288,11 +288,12 @@ ON CONFLICT (proof_key) DO UPDATE SET expires_at = excluded.expires_at WHERE oau
 // UseDPoPProof records an accepted DPoP proof's replay key until exp;
 // broker.ErrConflict if it is already recorded and has not expired by now.
 // Check and record are one statement, so of two replicas offered the same
-// proof at once exactly one succeeds. It always commits in a transaction
-// of its own, never the one ctx may carry, so a proof stays used even if
-// the request it came with fails and rolls back.
+// proof at once exactly one succeeds (the other waits on the key's
+// unique index, then finds it taken). Like every method it joins the
+// transaction ctx carries, if any; Steward validates proofs before fosite
+// begins one, so a proof is recorded at once.
 func (o *OAuth) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error {
-	err := o.Update(ctx, func(tx *Tx) error {
+	err := o.update(ctx, func(tx *Tx) error {
 		n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
 		if err != nil {
 			return tx.err(err)
