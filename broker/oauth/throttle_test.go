@@ -1,7 +1,11 @@
 package oauth_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -11,6 +15,7 @@ import (
 	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
+	"github.com/stewardhq/steward/web"
 )
 
 // signIn is one browser at the login page of a fresh interaction, coming
@@ -35,9 +40,15 @@ func (e *env) startSignIn(t *testing.T) *signIn {
 
 func (s *signIn) try(t *testing.T, ip, handle, pw string) (*http.Response, string) {
 	t.Helper()
-	_, page := s.b.get(s.e.srv.URL + oauth.PathLogin + "?interaction=" + url.QueryEscape(s.interaction))
+	return s.tryAt(t, s.e.srv.URL, ip, handle, pw)
+}
+
+// tryAt signs in at the replica serving base.
+func (s *signIn) tryAt(t *testing.T, base, ip, handle, pw string) (*http.Response, string) {
+	t.Helper()
+	_, page := s.b.get(base + oauth.PathLogin + "?interaction=" + url.QueryEscape(s.interaction))
 	form := url.Values{"csrf": {formToken(t, page)}, "interaction": {s.interaction}, "handle": {handle}, "password": {pw}}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.e.srv.URL+oauth.PathLogin, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, base+oauth.PathLogin, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Test-IP", ip)
 	resp, err := s.b.Do(req)
@@ -85,6 +96,19 @@ func TestLoginThrottle(t *testing.T) {
 			}
 		}
 		alicePage := throttled("alice, right password, sixth attempt", "198.51.100.7", "alice", alicePassword)
+
+		// Another replica on the same database and secret refuses too.
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		two, err := oauth.New(oauth.Config{Issuer: e.srv.URL, SigningKey: key, Secret: []byte(strings.Repeat("s", 32)), Store: s,
+			Templates: web.Templates, ClientIP: func(r *http.Request) string { return r.Header.Get("X-Test-IP") }}, s.OAuth(), consentFunc(e.svc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		twoSrv := httptest.NewServer(two.Handler())
+		defer twoSrv.Close()
+		if resp, body := si.tryAt(t, twoSrv.URL, "198.51.100.9", "alice", alicePassword); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("alice at another replica: %d, want 429:\n%s", resp.StatusCode, body)
+		}
 
 		// An unknown handle is throttled the same way, with the same page:
 		// the throttle reveals nothing about which handles exist.
