@@ -10,7 +10,11 @@
 //     exactly against the registered ones, iss in every authorization
 //     response (RFC 9207).
 //   - Clients authenticate with private_key_jwt only (RFC 7523), signed
-//     with ES256, PS256 or EdDSA; a jti is accepted once.
+//     with ES256, PS256 or EdDSA (only the client's registered
+//     token_endpoint_auth_signing_alg, if it has one); a jti is accepted
+//     once. A jwks_uri is fetched over https only, never from loopback,
+//     private, link-local, shared, multicast or unspecified addresses
+//     (checked as each connection is dialled), bounded in size and time.
 //   - Codes are short-lived and single use: replaying one revokes every
 //     token issued from it. Refresh tokens rotate on every use; presenting
 //     a used one revokes the whole grant.
@@ -20,13 +24,19 @@
 //     lives in the database (only a signature of each is stored), so
 //     revocation, consent withdrawal and firm suspension take effect on
 //     the very next request; resource servers introspect (RFC 7662).
+//     Every code and token of an authorization-code grant is stored with
+//     its consent, and ends in the transaction that ends the consent.
 //   - With Config.DPoP set, authorization-code and refresh tokens are
 //     DPoP-bound (RFC 9449), by dpop_jkt or a proof at PAR or the token
 //     endpoint, and authorization_details are validated strictly (RFC 9396);
 //     see package fapi. A client-credentials token is bound when the
-//     request carries a proof, and MUST be for scope "firm" (the firm-level
-//     Data API refuses unbound tokens); regulators' "audit:read" tokens
-//     may stay Bearer.
+//     request carries a proof, and MUST be bound for scope "firm" (the
+//     firm-level Data API refuses unbound tokens); regulators'
+//     "audit:read" tokens may stay Bearer. Accepted proofs are remembered
+//     in the database (ReplayCache), so no replica accepts one twice, and
+//     the PAR and token endpoints send a fresh DPoP-Nonce on every answer.
+//   - Failed customer sign-ins are throttled per handle and per client
+//     address, counted in the database so the limit holds across replicas.
 //
 // # Use
 //
