@@ -361,8 +361,9 @@ func redirectSecure(u *url.URL) bool {
 }
 
 // Cleanup deletes expired codes, tokens, requests, jtis, DPoP proofs (of
-// a ReplayCache on the same Storage) and initial access tokens. Run it
-// periodically (every few minutes).
+// a ReplayCache on the same Storage), login failures that left the
+// throttling window and initial access tokens. Run it periodically
+// (every few minutes).
 func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
 	return p.storage.Cleanup(ctx, p.now())
 }

@@ -209,3 +209,39 @@ func TestRevokeConsentTokens(t *testing.T) {
 		}
 	})
 }
+
+func TestLoginFailures(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		ctx := t.Context()
+		o := s.OAuth()
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		for i := range 3 {
+			at := now.Add(time.Duration(i) * time.Minute)
+			if err := o.AddLoginFailure(ctx, []string{"handle:h", "ip:192.0.2.1"}, at, at.Add(15*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, oldest, err := o.LoginFailures(ctx, "handle:h", now.Add(5*time.Minute))
+		if err != nil || n != 3 || !oldest.Equal(now.Add(15*time.Minute)) {
+			t.Fatalf("LoginFailures = %d, %v, %v; want 3, %v", n, oldest, err, now.Add(15*time.Minute))
+		}
+		// The first failure has left the window.
+		if n, oldest, err := o.LoginFailures(ctx, "ip:192.0.2.1", now.Add(15*time.Minute)); err != nil || n != 2 || !oldest.Equal(now.Add(16*time.Minute)) {
+			t.Errorf("LoginFailures after a failure expired = %d, %v, %v; want 2, %v", n, oldest, err, now.Add(16*time.Minute))
+		}
+		if n, oldest, err := o.LoginFailures(ctx, "handle:other", now); err != nil || n != 0 || !oldest.IsZero() {
+			t.Errorf("LoginFailures of a clean subject = %d, %v, %v", n, oldest, err)
+		}
+		if err := o.ClearLoginFailures(ctx, "handle:h"); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := o.LoginFailures(ctx, "handle:h", now); err != nil || n != 0 {
+			t.Errorf("after ClearLoginFailures: %d, %v", n, err)
+		}
+		// Cleanup removes the address's expired rows only.
+		removed, err := o.Cleanup(ctx, now.Add(16*time.Minute))
+		if err != nil || removed != 2 {
+			t.Errorf("Cleanup = %d, %v; want 2", removed, err)
+		}
+	})
+}
