@@ -18,8 +18,9 @@ const ErasureReason = "the customer asked Steward to erase their data"
 // revoked and requested ones refused, each with its history row, a
 // decision record for a refusal, and its ledger entry (which, like every
 // consent entry, names the customer only by the firm's pseudonym); the
-// codes and tokens issued under each stop working in the same transaction. Final
-// consents are left as they are. It returns how many consents it ended.
+// codes and tokens issued under each stop working in the same
+// transaction. Final consents are left as they are. It returns how many
+// consents it ended.
 //
 // Call it before the customer's pseudonyms are deleted: the entries it
 // stages cite them.
