@@ -159,10 +159,13 @@ type Client struct {
 	RedirectURIs []string `json:"redirect_uris"`
 	// JWKS is the client's public key set (RFC 7517 JSON) used for
 	// private_key_jwt and request signing; JWKSURI is the alternative.
-	JWKS      []byte       `json:"jwks,omitempty"`
-	JWKSURI   string       `json:"jwks_uri,omitempty"`
-	Status    ClientStatus `json:"status"`
-	CreatedAt time.Time    `json:"created_at"`
+	JWKS    []byte `json:"jwks,omitempty"`
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// TokenEndpointAuthSigningAlg is the one JWS algorithm the client's
+	// assertions may use (RFC 7591); empty allows any the server accepts.
+	TokenEndpointAuthSigningAlg string       `json:"token_endpoint_auth_signing_alg,omitempty"`
+	Status                      ClientStatus `json:"status"`
+	CreatedAt                   time.Time    `json:"created_at"`
 }
 
 // Regulator is a supervisory authority with read-only access to the ledger.

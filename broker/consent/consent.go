@@ -208,6 +208,16 @@ type ConsentEnded struct {
 	Action     string           `json:"action"`
 }
 
+// end does, in the transaction that ends a consent, what every end
+// requires: the codes and tokens issued under it stop working at once
+// (DESIGN.md invariant 1), and the firm is told by webhook.
+func end(ctx context.Context, tx store.Tx, c broker.Consent) error {
+	if _, err := tx.RevokeConsentTokens(ctx, c.ID); err != nil {
+		return err
+	}
+	return announceEnd(ctx, tx, c)
+}
+
 // announceEnd enqueues the webhook telling the firm a consent ended, in
 // the same transaction as the change, if the firm takes webhooks.
 func announceEnd(ctx context.Context, tx store.Tx, c broker.Consent) error {
@@ -330,7 +340,7 @@ func (s *Service) transitionIn(ctx context.Context, tx store.Tx, customer broker
 			return err
 		}
 		if next.State == broker.ConsentRevoked {
-			return announceEnd(ctx, tx, next)
+			return end(ctx, tx, next)
 		}
 		return nil
 	}()
@@ -370,7 +380,7 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 			if err := record(ctx, tx, next, ev, "", ""); err != nil {
 				return err
 			}
-			return announceEnd(ctx, tx, next)
+			return end(ctx, tx, next)
 		})
 		switch {
 		case err == nil:

@@ -17,8 +17,10 @@ const ErasureReason = "the customer asked Steward to erase their data"
 // transaction, as erasing the customer requires: granted consents are
 // revoked and requested ones refused, each with its history row, a
 // decision record for a refusal, and its ledger entry (which, like every
-// consent entry, names the customer only by the firm's pseudonym). Final
-// consents are left as they are. It returns how many consents it ended.
+// consent entry, names the customer only by the firm's pseudonym); the
+// codes and tokens issued under each stop working in the same
+// transaction. Final consents are left as they are. It returns how many
+// consents it ended.
 //
 // Call it before the customer's pseudonyms are deleted: the entries it
 // stages cite them.
@@ -71,6 +73,9 @@ func EndAll(ctx context.Context, tx store.Tx, customer broker.CustomerID, at tim
 			return 0, fmt.Errorf("end consent %s: %w", c.ID, err)
 		}
 		if err := record(ctx, tx, next, ev, hash, ""); err != nil {
+			return 0, fmt.Errorf("end consent %s: %w", c.ID, err)
+		}
+		if _, err := tx.RevokeConsentTokens(ctx, c.ID); err != nil {
 			return 0, fmt.Errorf("end consent %s: %w", c.ID, err)
 		}
 	}

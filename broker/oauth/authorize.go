@@ -210,6 +210,21 @@ func (p *Provider) Login() http.Handler {
 			return
 		}
 		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
+		// Throttle before looking the handle up: the answer is the same
+		// for known and unknown handles, and costs no password hashing.
+		th := p.throttleFor(r, handle)
+		if blocked, wait, err := p.blocked(ctx, th); err != nil {
+			p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+			http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
+			return
+		} else if blocked {
+			p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "login throttled", slog.Duration("retry_after", wait))
+			w.Header().Set("Retry-After", retryAfter(wait))
+			p.render(w, "login.html", http.StatusTooManyRequests, page{Title: "Sign in",
+				Error: "Too many failed sign-ins. Wait " + waitText(wait) + " and try again.",
+				CSRF:  p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
+			return
+		}
 		var cus broker.Customer
 		err = p.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 			cus, err = tx.GetCustomerByHandle(ctx, handle)
@@ -223,9 +238,15 @@ func (p *Provider) Login() http.Handler {
 			_ = password.Verify(pw, dummyHash())
 		}
 		if !ok {
+			if err := p.failed(ctx, th); err != nil {
+				p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+			}
 			p.render(w, "login.html", http.StatusUnauthorized, page{Title: "Sign in", Error: "That handle and password do not match.",
 				CSRF: p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
 			return
+		}
+		if err := p.storage.ClearLoginFailures(ctx, th.handle); err != nil {
+			p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
 		}
 		p.setCookie(w, loginCookie, p.signLogin(cus.ID, p.now().Add(DefaultLoginLifespan)), DefaultLoginLifespan)
 		http.Redirect(w, r, p.cfg.Issuer+PathConsent+"?interaction="+url.QueryEscape(id), http.StatusSeeOther)

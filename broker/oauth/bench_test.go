@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
+
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauth/dpop"
 	"github.com/stewardhq/steward/broker/store/backend/backendtest"
 	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
 )
@@ -19,48 +22,114 @@ import (
 // benchWorkers is how many clients hit the server at once.
 const benchWorkers = 16
 
-// BenchmarkEndpoints measures the token endpoint (client credentials, and
-// code exchange with private_key_jwt) and introspection on PostgreSQL over
-// real HTTP, reporting requests per second and the 99th percentile
-// latency. Client assertions and codes are made before the clock starts.
+// benchBatch is how many requests are prepared at a time with the clock
+// stopped: DPoP proofs are accepted for a minute after their iat, and
+// codes live a minute.
+const benchBatch = 200
+
+// BenchmarkEndpoints measures, on PostgreSQL over real HTTP with DPoP on
+// (nonces, and the replay cache in the database), the token endpoint for
+// client credentials (a firm's DPoP-bound token and a regulator's Bearer
+// token), the authorization-code exchange with private_key_jwt and a DPoP
+// proof, and introspection. It reports requests per second and the 99th
+// percentile latency. Client assertions, proofs and codes are made with
+// the clock stopped.
 //
 //	DATABASE_URL=postgres://... go test -run '^$' -bench Endpoints -benchtime 2000x ./broker/oauth/
 func BenchmarkEndpoints(b *testing.B) {
-	e := newEnv(b, backendtest.Open(b, pgtest.URL(b)))
+	s := backendtest.Open(b, pgtest.URL(b))
+	e := newEnvConfig(b, s, func(c *oauth.Config) { c.DPoP = newValidator(b, s) })
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers * 2}}
+	k := newDPoPKey(b, jose.ES256)
+	tokenURL := e.srv.URL + oauth.PathToken
+	rc := e.regulatorClient(b)
 
-	b.Run("token/client_credentials", func(b *testing.B) {
-		forms := make([]url.Values, b.N)
-		for i := range forms {
-			forms[i] = e.authForm(b, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}})
-		}
-		hammer(b, hc, e.srv.URL+oauth.PathToken, forms)
+	b.Run("token/client_credentials_dpop", func(b *testing.B) {
+		batched(b, hc, tokenURL, func(n int) []benchReq {
+			e.learnNonce(b, hc, k)
+			return makeBatch(n, func() benchReq {
+				return benchReq{form: e.authForm(b, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}}),
+					proof: k.proof(http.MethodPost, tokenURL)}
+			})
+		})
 	})
-	b.Run("token/authorization_code", func(b *testing.B) {
-		// Codes live a minute: make and spend them in batches.
-		var r result
-		for off := 0; off < b.N; off += 200 {
-			b.StopTimer()
-			forms := make([]url.Values, min(200, b.N-off))
-			for i := range forms {
+	b.Run("token/client_credentials_bearer", func(b *testing.B) {
+		batched(b, hc, tokenURL, func(n int) []benchReq {
+			return makeBatch(n, func() benchReq {
+				return benchReq{form: e.authForm(b, rc, url.Values{"grant_type": {"client_credentials"}})}
+			})
+		})
+	})
+	b.Run("token/authorization_code_dpop", func(b *testing.B) {
+		batched(b, hc, tokenURL, func(n int) []benchReq {
+			e.learnNonce(b, hc, k)
+			return makeBatch(n, func() benchReq {
 				code, pk := e.code(b)
-				forms[i] = e.authForm(b, e.client, url.Values{"grant_type": {"authorization_code"}, "code": {code},
-					"redirect_uri": {redirectURI}, "code_verifier": {pk.verifier}})
-			}
-			b.StartTimer()
-			r.add(run(b, hc, e.srv.URL+oauth.PathToken, forms))
-		}
-		r.report(b)
+				return benchReq{form: e.authForm(b, e.client, url.Values{"grant_type": {"authorization_code"}, "code": {code},
+					"redirect_uri": {redirectURI}, "code_verifier": {pk.verifier}}), proof: k.proof(http.MethodPost, tokenURL)}
+			})
+		})
 	})
 	b.Run("introspect", func(b *testing.B) {
-		_, tok := e.post(b, oauth.PathToken, e.authForm(b, e.client, url.Values{"grant_type": {"client_credentials"}}))
-		at := tok["access_token"].(string)
-		forms := make([]url.Values, b.N)
-		for i := range forms {
-			forms[i] = e.authForm(b, e.client, url.Values{"token": {at}})
+		e.learnNonce(b, hc, k)
+		st, tok := e.postDPoP(b, k, oauth.PathToken, func() url.Values {
+			return e.authForm(b, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}})
+		})
+		if st != http.StatusOK {
+			b.Fatalf("token: %d %v", st, tok)
 		}
-		hammer(b, hc, e.srv.URL+oauth.PathIntrospect, forms)
+		at := tok["access_token"].(string)
+		batched(b, hc, e.srv.URL+oauth.PathIntrospect, func(n int) []benchReq {
+			return makeBatch(n, func() benchReq { return benchReq{form: e.authForm(b, e.client, url.Values{"token": {at}})} })
+		})
 	})
+}
+
+// makeBatch returns n requests made by mk.
+func makeBatch(n int, mk func() benchReq) []benchReq {
+	out := make([]benchReq, 0, n)
+	for range n {
+		out = append(out, mk())
+	}
+	return out
+}
+
+// learnNonce fetches the server's current DPoP nonce into k: every answer
+// of the token endpoint carries one.
+func (e *env) learnNonce(b *testing.B, hc *http.Client, k *dpopKey) {
+	b.Helper()
+	resp, err := hc.PostForm(e.srv.URL+oauth.PathToken, url.Values{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if k.nonce = resp.Header.Get(dpop.NonceHeader); k.nonce == "" {
+		b.Fatal("no DPoP-Nonce from the token endpoint")
+	}
+}
+
+type benchReq struct {
+	form  url.Values
+	proof string // DPoP header, if any
+}
+
+// batched sends b.N requests made by prepare, at most benchBatch at a
+// time, with the clock stopped while preparing, and reports req/s and
+// p99-ms.
+func batched(b *testing.B, hc *http.Client, u string, prepare func(n int) []benchReq) {
+	b.Helper()
+	var r result
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		reqs := prepare(min(benchBatch, b.N-done))
+		b.StartTimer()
+		r.add(run(b, hc, u, reqs))
+		done += len(reqs)
+	}
+	b.StopTimer()
+	r.report(b)
 }
 
 type result struct {
@@ -80,36 +149,33 @@ func (r result) report(b *testing.B) {
 	b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-// hammer posts every form once from benchWorkers goroutines and reports
-// req/s and p99-ms.
-func hammer(b *testing.B, hc *http.Client, u string, forms []url.Values) {
+// run posts every request once from benchWorkers goroutines. Any answer
+// but 200 fails the benchmark.
+func run(b *testing.B, hc *http.Client, u string, reqs []benchReq) result {
 	b.Helper()
-	b.ResetTimer()
-	r := run(b, hc, u, forms)
-	b.StopTimer()
-	r.report(b)
-}
-
-// run posts every form once from benchWorkers goroutines. Any answer but
-// 200 fails the benchmark.
-func run(b *testing.B, hc *http.Client, u string, forms []url.Values) result {
-	b.Helper()
-	lat := make([]time.Duration, len(forms))
+	lat := make([]time.Duration, len(reqs))
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range benchWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(forms) {
+				if i >= len(reqs) {
 					return
 				}
+				req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(reqs[i].form.Encode()))
+				if err != nil {
+					failed.Store(err.Error())
+					return
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				if reqs[i].proof != "" {
+					req.Header.Set(dpop.Header, reqs[i].proof)
+				}
 				t0 := time.Now()
-				resp, err := hc.Post(u, "application/x-www-form-urlencoded", strings.NewReader(forms[i].Encode()))
+				resp, err := hc.Do(req)
 				if err != nil {
 					failed.Store(err.Error())
 					return
@@ -122,7 +188,7 @@ func run(b *testing.B, hc *http.Client, u string, forms []url.Values) result {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)

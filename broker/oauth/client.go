@@ -81,9 +81,11 @@ func (c *client) GetResponseModes() []fosite.ResponseModeType {
 	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
 }
 
-func (c *client) GetRequestURIs() []string                     { return nil }
-func (c *client) GetJSONWebKeys() *jose.JSONWebKeySet          { return c.jwks }
-func (c *client) GetJSONWebKeysURI() string                    { return c.c.JWKSURI }
-func (c *client) GetRequestObjectSigningAlgorithm() string     { return "" }
-func (c *client) GetTokenEndpointAuthMethod() string           { return "private_key_jwt" }
-func (c *client) GetTokenEndpointAuthSigningAlgorithm() string { return "" }
+func (c *client) GetRequestURIs() []string                 { return nil }
+func (c *client) GetJSONWebKeys() *jose.JSONWebKeySet      { return c.jwks }
+func (c *client) GetJSONWebKeysURI() string                { return c.c.JWKSURI }
+func (c *client) GetRequestObjectSigningAlgorithm() string { return "" }
+func (c *client) GetTokenEndpointAuthMethod() string       { return "private_key_jwt" }
+func (c *client) GetTokenEndpointAuthSigningAlgorithm() string {
+	return c.c.TokenEndpointAuthSigningAlg
+}

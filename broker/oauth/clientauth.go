@@ -29,7 +29,8 @@ type authenticatedKey struct{}
 
 // authenticateClient is fosite's ClientAuthenticationStrategy: RFC 7523
 // private_key_jwt and nothing else. The assertion MUST be signed with
-// ES256, PS256 or EdDSA by a key in the client's registered JWKS; iss and
+// ES256, PS256 or EdDSA (only the client's token_endpoint_auth_signing_alg
+// when it registered one) by a key in the client's registered JWKS; iss and
 // sub MUST be the client id; aud MUST name the issuer or the endpoint
 // URL; exp MUST be set, in the future and at most MaxAssertionLifetime
 // away; jti MUST be set and never seen before (recorded atomically until
@@ -72,6 +73,9 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 		return nil, invalid("Unknown or inactive client.")
 	} else if err != nil {
 		return nil, fosite.ErrServerError.WithWrap(err)
+	}
+	if want := c.GetTokenEndpointAuthSigningAlgorithm(); want != "" && alg != want {
+		return nil, invalid("client_assertion must be signed with %s, the client's registered token_endpoint_auth_signing_alg.", want)
 	}
 	keys, err := p.clientKeys(ctx, c, false)
 	if err != nil {

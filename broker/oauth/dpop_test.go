@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -111,15 +112,23 @@ func (e *env) postDPoP(t testing.TB, k *dpopKey, path string, form func() url.Va
 
 func newDPoPEnv(t *testing.T, s backend.Migrator) *env {
 	t.Helper()
+	v := newValidator(t, s)
+	return newEnvConfig(t, s, func(c *oauth.Config) { c.DPoP = v })
+}
+
+// newValidator is a replica's DPoP validator: nonces from a key every
+// replica shares, proofs remembered in the database.
+func newValidator(t testing.TB, s backend.Migrator) *dpop.Validator {
+	t.Helper()
 	nonces, err := dpop.NewNonces(0, []byte(strings.Repeat("n", dpop.MinNonceKeySize)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := dpop.NewValidator(dpop.Config{Replay: dpop.NewMemoryReplayCache(0, nil), Nonces: nonces})
+	v, err := dpop.NewValidator(dpop.Config{Replay: oauth.NewReplayCache(s.OAuth(), nil), Nonces: nonces})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvConfig(t, s, func(c *oauth.Config) { c.DPoP = v })
+	return v
 }
 
 func TestDPoPBoundTokens(t *testing.T) {
@@ -185,10 +194,47 @@ func TestDPoPBoundTokens(t *testing.T) {
 			t.Fatalf("refresh: %d %v", st, tok)
 		}
 
-		// Client credentials stay Bearer.
-		st, tok = e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}}))
-		if st != http.StatusOK || tok["token_type"] != "bearer" {
-			t.Fatalf("client credentials: %d %v", st, tok)
+	})
+}
+
+// TestDPoPClientCredentials: a client-credentials token is bound when the
+// request carries a proof; scope firm requires one, while a regulator's
+// audit:read may stay Bearer (the steward audit CLI uses it).
+func TestDPoPClientCredentials(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		e := newDPoPEnv(t, s)
+		k := newDPoPKey(t, jose.EdDSA)
+		firmForm := func() url.Values {
+			return e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}, "scope": {oauth.ScopeFirm}})
+		}
+		st, out := e.post(t, oauth.PathToken, firmForm())
+		wantError(t, "firm scope without a proof", st, out, http.StatusBadRequest, dpop.CodeInvalidDPoPProof)
+		st, out = e.post(t, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"client_credentials"}}))
+		wantError(t, "default (firm) scope without a proof", st, out, http.StatusBadRequest, dpop.CodeInvalidDPoPProof)
+
+		st, tok := e.postDPoP(t, k, oauth.PathToken, firmForm)
+		if st != http.StatusOK || tok["token_type"] != "DPoP" {
+			t.Fatalf("firm scope with a proof: %d %v, want token_type DPoP", st, tok)
+		}
+		info := e.introspect(t, e.client, tok["access_token"].(string))
+		if diff := cmp.Diff(map[string]any{"jkt": k.jkt()}, info["cnf"]); diff != "" || info["token_type"] != "DPoP" {
+			t.Errorf("introspection %v; cnf (-want +got):\n%s", info, diff)
+		}
+		ti, err := e.p.IntrospectAccessToken(t.Context(), tok["access_token"].(string))
+		if err != nil || ti.Session.JKT != k.jkt() {
+			t.Errorf("IntrospectAccessToken: %+v, %v; want JKT %s", ti, err, k.jkt())
+		}
+
+		// A regulator's audit:read: Bearer without a proof, bound with one.
+		rc := e.regulatorClient(t)
+		regForm := func() url.Values { return e.authForm(t, rc, url.Values{"grant_type": {"client_credentials"}}) }
+		st, tok = e.post(t, oauth.PathToken, regForm())
+		if st != http.StatusOK || tok["token_type"] != "bearer" || tok["scope"] != oauth.ScopeAuditRead {
+			t.Fatalf("audit:read without a proof: %d %v, want a Bearer token", st, tok)
+		}
+		st, tok = e.postDPoP(t, k, oauth.PathToken, regForm)
+		if st != http.StatusOK || tok["token_type"] != "DPoP" {
+			t.Fatalf("audit:read with a proof: %d %v, want token_type DPoP", st, tok)
 		}
 	})
 }
@@ -225,5 +271,71 @@ func TestDPoPProofAtPAR(t *testing.T) {
 		}
 		st, out = e.postDPoP(t, thief, oauth.PathToken, codeForm)
 		wantError(t, "code with another key", st, out, http.StatusBadRequest, dpop.CodeInvalidDPoPProof)
+	})
+}
+
+// sendDPoP posts form once with a proof from k (no retry) and returns the
+// status, the decoded answer and the DPoP-Nonce header.
+func (e *env) sendDPoP(t testing.TB, k *dpopKey, path string, form url.Values) (int, map[string]any, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if k != nil {
+		req.Header.Set(dpop.Header, k.proof(http.MethodPost, e.srv.URL+path))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	_ = json.Unmarshal(body, &out)
+	return resp.StatusCode, out, resp.Header.Get(dpop.NonceHeader)
+}
+
+// TestDPoPNonceOnSuccess checks RFC 9449 §8: the server supplies a fresh
+// nonce on successful PAR and token responses as well as with
+// use_dpop_nonce, and a client that uses it is not refused first.
+func TestDPoPNonceOnSuccess(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		e := newDPoPEnv(t, s)
+		k := newDPoPKey(t, jose.ES256)
+		pk := newPKCE()
+		parForm := url.Values{"response_type": {"code"}, "client_id": {string(e.client.id)},
+			"redirect_uri": {redirectURI}, "code_challenge": {pk.challenge}, "code_challenge_method": {"S256"},
+			"state": {"state-1234567890"}, "authorization_details": {details}}
+
+		st, out, nonce := e.sendDPoP(t, k, oauth.PathPAR, e.authForm(t, e.client, parForm))
+		if st != http.StatusBadRequest || out["error"] != dpop.CodeUseDPoPNonce || nonce == "" {
+			t.Fatalf("proof without nonce: %d %v nonce %q, want 400 use_dpop_nonce with a nonce", st, out, nonce)
+		}
+		k.nonce = nonce
+		st, out, nonce = e.sendDPoP(t, k, oauth.PathPAR, e.authForm(t, e.client, parForm))
+		if st != http.StatusCreated || nonce == "" {
+			t.Fatalf("par: %d %v nonce %q, want 201 with a DPoP-Nonce", st, out, nonce)
+		}
+		k.nonce = nonce
+		u := e.authorize(t, newBrowser(t), e.client, out["request_uri"].(string), true)
+		st, tok, nonce := e.sendDPoP(t, k, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"authorization_code"},
+			"code": {u.Query().Get("code")}, "redirect_uri": {redirectURI}, "code_verifier": {pk.verifier}}))
+		if st != http.StatusOK || tok["token_type"] != "DPoP" || nonce == "" {
+			t.Fatalf("token: %d %v nonce %q, want 200 DPoP with a DPoP-Nonce", st, tok, nonce)
+		}
+		// The nonce from the success works at once for the next request.
+		k.nonce = nonce
+		st, tok, nonce = e.sendDPoP(t, k, oauth.PathToken, e.authForm(t, e.client, url.Values{"grant_type": {"refresh_token"},
+			"refresh_token": {tok["refresh_token"].(string)}}))
+		if st != http.StatusOK || nonce == "" {
+			t.Fatalf("refresh with the nonce of a successful response: %d %v nonce %q", st, tok, nonce)
+		}
+		// Without DPoP configured, no nonce is sent.
+		plain := newEnv(t, backendtest.Open(t, ""))
+		if _, _, nonce := plain.sendDPoP(t, nil, oauth.PathToken, plain.authForm(t, plain.client, url.Values{"grant_type": {"client_credentials"}})); nonce != "" {
+			t.Errorf("server without DPoP sent DPoP-Nonce %q", nonce)
+		}
 	})
 }

@@ -59,9 +59,20 @@ func (parPolicy) HandlePushedAuthorizeEndpointRequest(_ context.Context, ar fosi
 	return nil
 }
 
-// setNonce sends the fresh nonce a use_dpop_nonce error carries (RFC 9449 §8).
-func setNonce(w http.ResponseWriter, err error) {
+// setNonce sends a DPoP-Nonce header (RFC 9449 §8) on every answer of
+// the PAR and token endpoints when the server uses nonces: the nonce a
+// use_dpop_nonce error carries, or else a fresh one, so a client keeps a
+// current nonce from its successful requests too and need not be refused
+// once per nonce rotation. err may be nil.
+func (p *Provider) setNonce(w http.ResponseWriter, err error) {
 	if n, ok := dpop.NonceFromError(err); ok {
+		w.Header().Set(dpop.NonceHeader, n)
+		return
+	}
+	if p.cfg.DPoP == nil {
+		return
+	}
+	if n := p.cfg.DPoP.Nonce(); n != "" {
 		w.Header().Set(dpop.NonceHeader, n)
 	}
 }
@@ -84,17 +95,18 @@ func (p *Provider) PAR() http.Handler {
 		ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
-			setNonce(w, err)
+			p.setNonce(w, err)
 			p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
 			return
 		}
 		resp, err := p.oauth.NewPushedAuthorizeResponse(ctx, ar, NewSession(""))
 		if err != nil {
 			p.logReject(ctx, "pushed authorization request", err)
-			setNonce(w, err)
+			p.setNonce(w, err)
 			p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
 			return
 		}
+		p.setNonce(w, nil)
 		p.oauth.WritePushedAuthorizeResponse(ctx, w, ar, resp)
 	}), maxFormBody)
 }
@@ -110,7 +122,7 @@ func (p *Provider) Token() http.Handler {
 		ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 		if err != nil {
 			p.logReject(ctx, "token request", err)
-			setNonce(w, err)
+			p.setNonce(w, err)
 			p.oauth.WriteAccessError(ctx, w, ar, err)
 			return
 		}
@@ -126,14 +138,22 @@ func (p *Provider) Token() http.Handler {
 			for _, s := range ar.GetRequestedScopes() {
 				ar.GrantScope(s)
 			}
+			if p.cfg.DPoP != nil && ar.GetGrantedScopes().Has(ScopeFirm) && sess.JKT == "" {
+				err := dpop.ErrInvalidDPoPProof.WithHint("A client-credentials token for scope firm must be DPoP-bound: send a DPoP proof.")
+				p.logReject(ctx, "token request", err)
+				p.setNonce(w, err)
+				p.oauth.WriteAccessError(ctx, w, ar, err)
+				return
+			}
 		}
 		resp, err := p.oauth.NewAccessResponse(ctx, ar)
 		if err != nil {
 			p.logReject(ctx, "token request", err)
-			setNonce(w, err)
+			p.setNonce(w, err)
 			p.oauth.WriteAccessError(ctx, w, ar, err)
 			return
 		}
+		p.setNonce(w, nil)
 		p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 	}), maxFormBody)
 }

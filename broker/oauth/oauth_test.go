@@ -53,6 +53,8 @@ type env struct {
 	customer broker.Customer
 	client   testClient
 	other    testClient
+	svc      *consent.Service
+	decide   consent.DecideConsent
 }
 
 type testClient struct {
@@ -138,9 +140,11 @@ func newEnvConfig(t testing.TB, s backend.Migrator, mod func(*oauth.Config)) *en
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := consent.New(s, func(ctx context.Context, c broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
+	e.decide = func(ctx context.Context, c broker.Customer, f broker.Firm, tv broker.TermsVersion, req broker.DataRequest, now time.Time) (broker.Decision, error) {
 		return eng.Consent(ctx, policy.ConsentRequest{Customer: c, Firm: f, Terms: tv, Request: req, Now: now})
-	}, nil)
+	}
+	svc := consent.New(s, e.decide, nil)
+	e.svc = svc
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cfg := oauth.Config{Issuer: e.srv.URL, SigningKey: key, Secret: []byte(strings.Repeat("s", 32)), Store: s, Templates: web.Templates}
 	if mod != nil {
@@ -198,6 +202,21 @@ func consentFunc(svc *consent.Service) oauth.ConsentFunc {
 		}
 		return oauth.ConsentOutcome{ConsentID: c.ID, Granted: true, Details: req.Granted}, nil
 	}
+}
+
+// regulatorClient registers a regulator with an EdDSA client and returns it.
+func (e *env) regulatorClient(t testing.TB) testClient {
+	t.Helper()
+	reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "ICO", Jurisdiction: "GB", CreatedAt: storetest.Now}
+	if err := e.store.Update(t.Context(), func(tx store.Tx) error { return tx.CreateRegulator(t.Context(), reg) }); err != nil {
+		t.Fatal(err)
+	}
+	rc, jwks := newKeyClient(t, jose.EdDSA)
+	if err := e.store.OAuth().CreateRegulatorClient(t.Context(), reg.ID, broker.Client{ID: rc.id, Name: "ICO audit", JWKS: jwks,
+		Status: broker.ClientActive, CreatedAt: storetest.Now}); err != nil {
+		t.Fatal(err)
+	}
+	return rc
 }
 
 // assertion is a private_key_jwt client assertion (RFC 7523).

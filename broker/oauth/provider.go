@@ -10,7 +10,11 @@
 //     exactly against the registered ones, iss in every authorization
 //     response (RFC 9207).
 //   - Clients authenticate with private_key_jwt only (RFC 7523), signed
-//     with ES256, PS256 or EdDSA; a jti is accepted once.
+//     with ES256, PS256 or EdDSA (only the client's registered
+//     token_endpoint_auth_signing_alg, if it has one); a jti is accepted
+//     once. A jwks_uri is fetched over https only, never from loopback,
+//     private, link-local, shared, multicast or unspecified addresses
+//     (checked as each connection is dialled), bounded in size and time.
 //   - Codes are short-lived and single use: replaying one revokes every
 //     token issued from it. Refresh tokens rotate on every use; presenting
 //     a used one revokes the whole grant.
@@ -20,10 +24,19 @@
 //     lives in the database (only a signature of each is stored), so
 //     revocation, consent withdrawal and firm suspension take effect on
 //     the very next request; resource servers introspect (RFC 7662).
+//     Every code and token of an authorization-code grant is stored with
+//     its consent, and ends in the transaction that ends the consent.
 //   - With Config.DPoP set, authorization-code and refresh tokens are
 //     DPoP-bound (RFC 9449), by dpop_jkt or a proof at PAR or the token
 //     endpoint, and authorization_details are validated strictly (RFC 9396);
-//     see package fapi. Client-credentials tokens stay Bearer.
+//     see package fapi. A client-credentials token is bound when the
+//     request carries a proof, and MUST be bound for scope "firm" (the
+//     firm-level Data API refuses unbound tokens); regulators'
+//     "audit:read" tokens may stay Bearer. Accepted proofs are remembered
+//     in the database (ReplayCache), so no replica accepts one twice, and
+//     the PAR and token endpoints send a fresh DPoP-Nonce on every answer.
+//   - Failed customer sign-ins are throttled per handle and per client
+//     address, counted in the database so the limit holds across replicas.
 //
 // # Use
 //
@@ -41,6 +54,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"html/template"
@@ -129,6 +143,25 @@ type Config struct {
 	// Decoupled enables decoupled consent requests (OpenID CIBA, see
 	// backchannel.go); the zero value leaves them off.
 	Decoupled Decoupled
+	// LoginMaxFailures and LoginMaxFailuresPerIP are how many failed
+	// customer sign-ins one handle and one client address (IPv6: one /64)
+	// may have within LoginFailureWindow; beyond either, the login page
+	// answers 429 with Retry-After without checking the password. Zero
+	// means the Default* constant.
+	LoginMaxFailures, LoginMaxFailuresPerIP int
+	LoginFailureWindow                      time.Duration
+	// ClientIP returns the address a request comes from, for login
+	// throttling; nil means the connection's peer. Behind a proxy, return
+	// the address the proxy reports (and only trust a proxy you run).
+	ClientIP func(*http.Request) string
+	// JWKSAllowLoopback lets clients' jwks_uri reach loopback addresses,
+	// for tests and the demo. Never set it in production: jwks_uri
+	// fetches refuse loopback, private, link-local, shared (CGNAT),
+	// multicast and unspecified addresses, checked as they are dialled.
+	JWKSAllowLoopback bool
+	// JWKSRootCAs verifies jwks_uri servers' certificates; nil means the
+	// system roots.
+	JWKSRootCAs *x509.CertPool
 }
 
 func (c *Config) validate() error {
@@ -162,6 +195,13 @@ func (c *Config) validate() error {
 	def(&c.AuthorizeCodeLifespan, DefaultAuthorizeCodeLifespan)
 	def(&c.PARLifespan, DefaultPARLifespan)
 	def(&c.InitialAccessTokenLifespan, DefaultInitialAccessTokenLifespan)
+	def(&c.LoginFailureWindow, DefaultLoginFailureWindow)
+	if c.LoginMaxFailures <= 0 {
+		c.LoginMaxFailures = DefaultLoginMaxFailures
+	}
+	if c.LoginMaxFailuresPerIP <= 0 {
+		c.LoginMaxFailuresPerIP = DefaultLoginMaxFailuresPerIP
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -250,6 +290,7 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		PushedAuthorizeContextLifespan:  cfg.PARLifespan,
 		IsPushedAuthorizeEnforced:       true,
 		SendDebugMessagesToClients:      false,
+		JWKSFetcherStrategy:             newJWKSFetcher(cfg.JWKSAllowLoopback, cfg.JWKSRootCAs, cfg.Now),
 	}
 	// fapi's before handlers check dpop_jkt, authorization_details and the
 	// token request's proof before fosite's handlers store or consume
@@ -261,6 +302,15 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		if before, after, err = ext.Factories(); err != nil {
 			return nil, fmt.Errorf("oauth: %w", err)
 		}
+		// Client credentials: a proof, when sent, binds the token; the
+		// token endpoint then refuses an unbound token for scope firm.
+		cc, err := dpop.NewTokenHandler(dpop.TokenConfig{Validator: cfg.DPoP, TokenURL: cfg.Issuer + PathToken, Optional: true,
+			GrantTypes: []string{"client_credentials"}})
+		if err != nil {
+			return nil, fmt.Errorf("oauth: %w", err)
+		}
+		before = append(before, func(fosite.Configurator, any, any) any { return ccProof{cc} })
+		after = append(after, func(fosite.Configurator, any, any) any { return ccBinding{cc.Binding()} })
 	}
 	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc), slices.Concat(
 		[]compose.Factory{func(fosite.Configurator, any, any) any { return parPolicy{} }},
@@ -281,6 +331,15 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 	)...)
 	return p, nil
 }
+
+// ccProof and ccBinding are the DPoP token handlers of client-credentials
+// requests. fosite's compose keeps one handler per Go type, so these
+// must not be *dpop.TokenHandler and *dpop.TokenBinding, which serve the
+// authorization-code and refresh grants.
+type (
+	ccProof   struct{ *dpop.TokenHandler }
+	ccBinding struct{ *dpop.TokenBinding }
+)
 
 func signingAlg(k crypto.Signer) string {
 	switch k.Public().(type) {
@@ -312,8 +371,10 @@ func redirectSecure(u *url.URL) bool {
 	return false
 }
 
-// Cleanup deletes expired codes, tokens, requests, jtis and initial access
-// tokens. Run it periodically (every few minutes).
+// Cleanup deletes expired codes, tokens, requests, jtis, DPoP proofs (of
+// a ReplayCache on the same Storage), login failures that left the
+// throttling window and initial access tokens. Run it periodically
+// (every few minutes).
 func (p *Provider) Cleanup(ctx context.Context) (int64, error) {
 	n, err := p.storage.Cleanup(ctx, p.now())
 	if err != nil {

@@ -131,7 +131,7 @@ func (m *ClientMetadata) validate(regulator bool) error {
 
 func (m ClientMetadata) client(firm broker.FirmID, now time.Time) broker.Client {
 	return broker.Client{ID: broker.NewClientID(), FirmID: firm, Name: m.ClientName, RedirectURIs: m.RedirectURIs,
-		JWKS: m.JWKS, JWKSURI: m.JWKSURI, Status: broker.ClientActive, CreatedAt: now}
+		JWKS: m.JWKS, JWKSURI: m.JWKSURI, TokenEndpointAuthSigningAlg: m.TokenEndpointAuthSigningAlg, Status: broker.ClientActive, CreatedAt: now}
 }
 
 // NewInitialAccessToken draws an RFC 7591 initial access token and returns

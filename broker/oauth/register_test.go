@@ -186,3 +186,88 @@ func privateJWKS(t *testing.T, c testClient) json.RawMessage {
 	}
 	return b
 }
+
+// TestRegisteredSigningAlg: a client's registered
+// token_endpoint_auth_signing_alg (RFC 7591) is stored, advertised in the
+// registration response and enforced: an assertion signed with another
+// accepted algorithm, by another of the client's own keys, is refused
+// with invalid_client.
+func TestRegisteredSigningAlg(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, s backend.Migrator) {
+		e := newEnv(t, s)
+		op := httptest.NewServer(e.p.Operator())
+		t.Cleanup(op.Close)
+		es, ed := keyPair(t, jose.ES256), keyPair(t, jose.EdDSA)
+		set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{es.pub, ed.pub}})
+		register := func(path string, m map[string]any) map[string]any {
+			t.Helper()
+			b, _ := json.Marshal(m)
+			resp, err := http.Post(op.URL+path, "application/json", bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			out := map[string]any{}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("register: %d %v", resp.StatusCode, out)
+			}
+			return out
+		}
+		out := register("/firms/"+string(e.firm.ID)+"/clients", map[string]any{"client_name": "Acme ES256 only",
+			"redirect_uris": []string{redirectURI}, "jwks": json.RawMessage(set), "token_endpoint_auth_signing_alg": "ES256"})
+		if out["token_endpoint_auth_signing_alg"] != "ES256" {
+			t.Errorf("registration response: %v, want token_endpoint_auth_signing_alg ES256", out)
+		}
+		id := broker.ClientID(out["client_id"].(string))
+		var stored broker.Client
+		if err := s.View(t.Context(), func(tx store.Tx) (err error) { stored, err = tx.GetClient(t.Context(), id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if stored.TokenEndpointAuthSigningAlg != "ES256" {
+			t.Errorf("stored alg = %q, want ES256", stored.TokenEndpointAuthSigningAlg)
+		}
+		token := func(k signingKey) (int, map[string]any) {
+			c := testClient{id: id, key: k.priv, alg: k.alg, kid: k.pub.KeyID}
+			return e.post(t, oauth.PathToken, e.authForm(t, c, url.Values{"grant_type": {"client_credentials"}}))
+		}
+		if st, out := token(es); st != http.StatusOK {
+			t.Errorf("ES256 assertion: %d %v", st, out)
+		}
+		st, out := token(ed)
+		wantError(t, "EdDSA assertion from an ES256-only client", st, out, http.StatusUnauthorized, "invalid_client")
+
+		// A regulator's client keeps its algorithm too.
+		reg := broker.Regulator{ID: broker.NewRegulatorID(), Name: "ICO", Jurisdiction: "GB", CreatedAt: storetest.Now}
+		if err := s.Update(t.Context(), func(tx store.Tx) error { return tx.CreateRegulator(t.Context(), reg) }); err != nil {
+			t.Fatal(err)
+		}
+		out = register("/regulators/"+string(reg.ID)+"/clients", map[string]any{"client_name": "ICO EdDSA only",
+			"jwks": json.RawMessage(set), "token_endpoint_auth_signing_alg": "EdDSA"})
+		id = broker.ClientID(out["client_id"].(string))
+		if st, out := token(ed); st != http.StatusOK {
+			t.Errorf("regulator EdDSA assertion: %d %v", st, out)
+		}
+		st, out = token(es)
+		wantError(t, "ES256 assertion from an EdDSA-only regulator client", st, out, http.StatusUnauthorized, "invalid_client")
+	})
+}
+
+type signingKey struct {
+	alg  jose.SignatureAlgorithm
+	priv any
+	pub  jose.JSONWebKey
+}
+
+// keyPair is a signing key whose public JWK names no alg, so only the
+// client's registered algorithm can restrict it.
+func keyPair(t *testing.T, alg jose.SignatureAlgorithm) signingKey {
+	c, jwks := newKeyClient(t, alg)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		t.Fatal(err)
+	}
+	pub := set.Keys[0]
+	pub.Algorithm = ""
+	return signingKey{alg: alg, priv: c.key, pub: pub}
+}

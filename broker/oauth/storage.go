@@ -26,8 +26,13 @@ import (
 // token itself); requestID groups the codes and tokens of one grant.
 type Storage interface {
 	// CreateRequest stores an active request. It MUST refuse a taken kind
-	// and signature with broker.ErrConflict.
-	CreateRequest(ctx context.Context, kind, signature, requestID, clientID string, data []byte, expiresAt time.Time) error
+	// and signature with broker.ErrConflict. consentID is the consent the
+	// grant rests on ("" for none); store.Tx.RevokeConsentTokens MUST end
+	// every request stored with it. It MUST refuse, with
+	// broker.ErrForbidden, a code or token under a consent that is not
+	// granted, serialized with the consent's changes so that no token
+	// stored concurrently with a revocation outlives it.
+	CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error
 	// GetRequest returns the data and whether the request is active. It
 	// MUST return broker.ErrNotFound for a missing request or one expired
 	// by now, and MUST return inactive requests (reuse detection needs them).
@@ -50,6 +55,18 @@ type Storage interface {
 	// atomically (check and record are one step).
 	UseJTI(ctx context.Context, jti string, exp, now time.Time) error
 	JTIUsed(ctx context.Context, jti string, now time.Time) (bool, error)
+	// UseDPoPProof records an accepted DPoP proof's replay key until exp.
+	// It MUST return broker.ErrConflict if the key is recorded and
+	// unexpired at now, atomically, across every replica (see ReplayCache).
+	UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error
+
+	// LoginFailures counts subject's failed sign-ins unexpired at now and
+	// says when the oldest of them expires (zero when there are none).
+	LoginFailures(ctx context.Context, subject string, now time.Time) (n int, oldest time.Time, err error)
+	// AddLoginFailure records a failed sign-in for each subject until expiresAt.
+	AddLoginFailure(ctx context.Context, subjects []string, at, expiresAt time.Time) error
+	// ClearLoginFailures forgets subject's failed sign-ins.
+	ClearLoginFailures(ctx context.Context, subject string) error
 
 	CreateInitialAccessToken(ctx context.Context, hash string, firm broker.FirmID, createdAt, expiresAt time.Time) error
 	// InitialAccessTokenFirm returns the firm of an unexpired token hash,
@@ -373,7 +390,11 @@ func (f *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 	if err != nil {
 		return err
 	}
-	return f.s.CreateRequest(ctx, kind, signature, r.GetID(), r.GetClient().GetID(), data, f.expiry(kind, r))
+	var consentID string
+	if s, ok := r.GetSession().(*Session); ok && s != nil {
+		consentID = string(s.ConsentID)
+	}
+	return f.s.CreateRequest(ctx, kind, signature, r.GetID(), r.GetClient().GetID(), consentID, data, f.expiry(kind, r))
 }
 
 // get loads a request. Missing or expired requests are fosite.ErrNotFound;

@@ -233,6 +233,13 @@ type Tx interface {
 	ListConsents(ctx context.Context, f ConsentFilter) ([]broker.Consent, error)
 	ConsentHistory(ctx context.Context, id broker.ConsentID) ([]broker.ConsentEvent, error)
 
+	// RevokeConsentTokens ends, in the caller's transaction, every
+	// authorization code, access token and refresh token issued under the
+	// consent, and returns how many stored codes and tokens went. Callers
+	// MUST call it in the transaction that ends the consent (revocation,
+	// expiry, erasure), so no token outlives its consent.
+	RevokeConsentTokens(ctx context.Context, id broker.ConsentID) (int64, error)
+
 	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
 	// CountDisclosuresSince counts the consent's disclosures in several

@@ -32,8 +32,10 @@ type config struct {
 	WebhookKeyFile  string
 	OAuthKeyFile    string
 	OAuthSecretFile string
-	MasterKeyFile   string
-	AccessTokenTTL  time.Duration
+	// OAuthJWKSAllowLoopback lets clients' jwks_uri be on loopback (demo, tests).
+	OAuthJWKSAllowLoopback bool
+	MasterKeyFile          string
+	AccessTokenTTL         time.Duration
 }
 
 // Defaults.
@@ -99,6 +101,7 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"oauth-secret-file": func() {
 			fs.StringVar(&c.OAuthSecretFile, "oauth-secret-file", "", "the secret keying opaque OAuth tokens and login cookies, created on first start; share it between replicas (default <data-dir>/oauth.secret)")
+			fs.BoolVar(&c.OAuthJWKSAllowLoopback, "oauth-jwks-allow-loopback", false, "let OAuth clients' jwks_uri reach loopback addresses (demo and tests only; private, link-local and other internal addresses stay refused)")
 		},
 		"master-key-file": func() {
 			fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "the vault master key file, created on first start (default <data-dir>/master.key); back it up: without it no vault can be read")

@@ -52,6 +52,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c.OperatorToken, c.RegulatorToken = creds.OperatorToken, creds.RegulatorToken
 	c.MaxBody = 1 << 20
+	c.OAuthJWKSAllowLoopback = true // demo firms may serve their keys on this machine
 	vcfg, err := loadVaultKey(c)
 	if err != nil {
 		return err

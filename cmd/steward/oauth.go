@@ -28,7 +28,8 @@ import (
 	"github.com/stewardhq/steward/web"
 )
 
-// oauthCleanupEvery is how often expired codes, tokens and jtis are deleted.
+// oauthCleanupEvery is how often expired codes, tokens, jtis and DPoP
+// proofs are deleted.
 const oauthCleanupEvery = 5 * time.Minute
 
 // loadOrCreateFile returns the file's bytes, first writing make()'s output
@@ -110,13 +111,14 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := newDPoPValidator(secret)
+	v, err := newDPoPValidator(secret, s.OAuth())
 	if err != nil {
 		return nil, nil, err
 	}
 	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
-		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: decoupledConsent(svc)}, s.OAuth(), consentFunc(svc))
+		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: decoupledConsent(svc),
+		JWKSAllowLoopback: c.OAuthJWKSAllowLoopback}, s.OAuth(), consentFunc(svc))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,8 +146,9 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 
 // newDPoPValidator returns the DPoP proof validator (RFC 9449). Its nonce
 // key is derived from the OAuth secret, so every replica issues and
-// accepts the same nonces; replayed proofs are remembered per process.
-func newDPoPValidator(secret []byte) (*dpop.Validator, error) {
+// accepts the same nonces; accepted proofs are remembered in the database,
+// so a proof replayed to another replica is refused too.
+func newDPoPValidator(secret []byte, storage oauth.Storage) (*dpop.Validator, error) {
 	nonceKey, err := hkdf.Key(sha256.New, secret, nil, "steward dpop nonce", dpop.MinNonceKeySize)
 	if err != nil {
 		return nil, fmt.Errorf("dpop nonce key: %w", err)
@@ -154,7 +157,7 @@ func newDPoPValidator(secret []byte) (*dpop.Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dpop nonces: %w", err)
 	}
-	return dpop.NewValidator(dpop.Config{Replay: dpop.NewMemoryReplayCache(0, nil), Nonces: nonces})
+	return dpop.NewValidator(dpop.Config{Replay: oauth.NewReplayCache(storage, nil), Nonces: nonces})
 }
 
 // scopeOf converts authorization details (exactly one steward_customer_data

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauth/dpop"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
 )
@@ -172,7 +173,7 @@ func TestAuditWithClientCredentials(t *testing.T) {
 		}
 	}()
 
-	token := func(k key, scope string) string {
+	token := func(k key, scope, proof string) string {
 		t.Helper()
 		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: k.priv, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
 		if err != nil {
@@ -186,8 +187,14 @@ func TestAuditWithClientCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.PostForm(base+oauth.PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
-			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
+		form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+		req, _ := http.NewRequest(http.MethodPost, base+oauth.PathToken, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if proof != "" {
+			req.Header.Set(dpop.Header, proof)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,11 +217,41 @@ func TestAuditWithClientCredentials(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if st := audit(token(regKey, oauth.ScopeAuditRead)); st != 200 {
+	if st := audit(token(regKey, oauth.ScopeAuditRead, "")); st != 200 {
 		t.Errorf("regulator's access token on the audit API: %d, want 200", st)
 	}
-	if st := audit(token(firmKey, oauth.ScopeFirm)); st != 403 {
-		t.Errorf("firm's access token on the audit API: %d, want 403", st)
+	// The firm scope needs a DPoP-bound token: prove a key, with the
+	// server's nonce.
+	proofKey, _ := newKey()
+	proof := func(nonce string) string {
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: proofKey.priv},
+			(&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jti := make([]byte, 16)
+		_, _ = rand.Read(jti)
+		payload, _ := json.Marshal(map[string]any{"jti": hex.EncodeToString(jti), "htm": "POST", "htu": base + oauth.PathToken,
+			"iat": time.Now().Unix(), "nonce": nonce})
+		obj, err := sig.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := obj.CompactSerialize()
+		return out
+	}
+	nonceResp, err := http.PostForm(base+oauth.PathToken, url.Values{"grant_type": {"client_credentials"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonceResp.Body.Close()
+	firmToken := token(firmKey, oauth.ScopeFirm, proof(nonceResp.Header.Get(dpop.NonceHeader)))
+	if st := audit(firmToken); st != 401 && st != 403 {
+		t.Errorf("firm's DPoP-bound access token on the audit API: %d, want 401 or 403", st)
+	}
+	regBound := token(regKey, oauth.ScopeAuditRead, proof(nonceResp.Header.Get(dpop.NonceHeader)))
+	if st := audit(regBound); st != 401 {
+		t.Errorf("DPoP-bound token sent as Bearer to the audit API: %d, want 401", st)
 	}
 	if st := audit("not-a-token"); st != 401 {
 		t.Errorf("unknown token on the audit API: %d, want 401", st)

@@ -111,6 +111,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 		if err != nil {
 			return nil, false, err
 		}
+		if info.Session != nil && info.Session.JKT != "" {
+			// These APIs take Bearer tokens and check no proof, so a
+			// DPoP-bound token is no good here (RFC 9449 §7.2).
+			return nil, false, nil
+		}
 		return info.Scopes, true, nil
 	}
 	router, err := httpapi.New(httpapi.Config{Store: s, Logger: log, Registry: reg, OperatorToken: c.OperatorToken, IntrospectToken: introspect,

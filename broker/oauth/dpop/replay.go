@@ -15,7 +15,8 @@ import (
 // concurrent use, MUST be shared by every replica that validates proofs for
 // the same URIs, and MUST NOT forget a key before exp. On error the caller
 // refuses the proof (fail closed). The in-process MemoryReplayCache serves a
-// single replica and tests; a SQL-backed one serves a fleet.
+// single replica and tests; a SQL-backed one (Steward's oauth.ReplayCache)
+// serves a fleet.
 type ReplayCache interface {
 	Seen(ctx context.Context, key string, exp time.Time) (bool, error)
 }

@@ -111,14 +111,31 @@ func (o *OAuth) RollbackTx(ctx context.Context) error {
 	return nil
 }
 
-const insertOAuthRequestSQL = `INSERT INTO oauth_requests (kind, signature, request_id, client_id, active, data, expires_at)
-VALUES ($1, $2, $3, $4, TRUE, $5, $6)`
+const insertOAuthRequestSQL = `INSERT INTO oauth_requests (kind, signature, request_id, client_id, consent_id, active, data, expires_at)
+VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7)`
 
 // CreateRequest stores an active request; broker.ErrConflict if kind and
-// signature are taken.
-func (o *OAuth) CreateRequest(ctx context.Context, kind, signature, requestID, clientID string, data []byte, expiresAt time.Time) error {
+// signature are taken. consentID is the consent the grant rests on ("" for
+// none): Tx.RevokeConsentTokens ends the request with it. A code or token
+// is only stored under a granted consent (broker.ErrForbidden otherwise),
+// checked under the consent's row lock: a revocation either commits first,
+// and the token is refused, or waits for this transaction and then sees,
+// and deletes, the token.
+func (o *OAuth) CreateRequest(ctx context.Context, kind, signature, requestID, clientID, consentID string, data []byte, expiresAt time.Time) error {
 	err := o.update(ctx, func(tx *Tx) error {
-		_, err := tx.Q.Exec(ctx, insertOAuthRequestSQL, kind, signature, requestID, clientID, string(data), tx.t(expiresAt))
+		if consentID != "" && (kind == "code" || kind == "access" || kind == "refresh") {
+			var state string
+			err := newScanner(tx.D).str(&state).from(tx.Q.QueryRow(ctx, `SELECT state FROM consents WHERE id = $1`+tx.D.LockSuffix, consentID))
+			if errors.Is(err, broker.ErrNotFound) {
+				return fmt.Errorf("consent %s: %w", consentID, broker.ErrForbidden)
+			} else if err != nil {
+				return err
+			}
+			if state != string(broker.ConsentGranted) {
+				return fmt.Errorf("consent %s is %s: %w", consentID, state, broker.ErrForbidden)
+			}
+		}
+		_, err := tx.Q.Exec(ctx, insertOAuthRequestSQL, kind, signature, requestID, clientID, consentID, string(data), tx.t(expiresAt))
 		return tx.err(err)
 	})
 	if err != nil {
@@ -214,6 +231,23 @@ func (o *OAuth) RotateRefreshToken(ctx context.Context, requestID, signature str
 	return nil
 }
 
+// RevokeConsentTokens implements store.Tx: it deletes every code, PKCE
+// session, access token and refresh token issued under the consent, so
+// none of them works after the transaction commits.
+func (tx *Tx) RevokeConsentTokens(ctx context.Context, id broker.ConsentID) (int64, error) {
+	if err := tx.mustWrite("revoke consent tokens"); err != nil {
+		return 0, err
+	}
+	if id == "" {
+		return 0, nil
+	}
+	n, err := tx.Q.Exec(ctx, `DELETE FROM oauth_requests WHERE consent_id = $1`, string(id))
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of consent %s: %w", id, tx.err(err))
+	}
+	return n, nil
+}
+
 const useJTISQL = `INSERT INTO oauth_jtis (jti, expires_at) VALUES ($1, $2)
 ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at WHERE oauth_jtis.expires_at <= $3`
 
@@ -246,6 +280,76 @@ func (o *OAuth) JTIUsed(ctx context.Context, jti string, now time.Time) (bool, e
 		return false, fmt.Errorf("check jti: %w", err)
 	}
 	return n > 0, nil
+}
+
+const useDPoPProofSQL = `INSERT INTO oauth_dpop_proofs (proof_key, expires_at) VALUES ($1, $2)
+ON CONFLICT (proof_key) DO UPDATE SET expires_at = excluded.expires_at WHERE oauth_dpop_proofs.expires_at <= $3`
+
+// UseDPoPProof records an accepted DPoP proof's replay key until exp;
+// broker.ErrConflict if it is already recorded and has not expired by now.
+// Check and record are one statement, so of two replicas offered the same
+// proof at once exactly one succeeds (the other waits on the key's
+// unique index, then finds it taken). Like every method it joins the
+// transaction ctx carries, if any; Steward validates proofs before fosite
+// begins one, so a proof is recorded at once.
+func (o *OAuth) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error {
+	err := o.update(ctx, func(tx *Tx) error {
+		n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
+		if err != nil {
+			return tx.err(err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: dpop proof already used", broker.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("use dpop proof: %w", err)
+	}
+	return nil
+}
+
+// LoginFailures counts the failed sign-ins recorded for subject that are
+// unexpired at now, and says when the oldest of them expires.
+func (o *OAuth) LoginFailures(ctx context.Context, subject string, now time.Time) (n int, oldest time.Time, err error) {
+	err = o.view(ctx, func(tx *Tx) error {
+		return newScanner(tx.D).num(&n).time(&oldest).from(tx.Q.QueryRow(ctx,
+			`SELECT COUNT(*), MIN(expires_at) FROM oauth_login_failures WHERE subject = $1 AND expires_at > $2`, subject, tx.t(now)))
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count login failures: %w", err)
+	}
+	return n, oldest, nil
+}
+
+// AddLoginFailure records one failed sign-in at for each subject, kept
+// until expiresAt.
+func (o *OAuth) AddLoginFailure(ctx context.Context, subjects []string, at, expiresAt time.Time) error {
+	err := o.update(ctx, func(tx *Tx) error {
+		for _, sub := range subjects {
+			if _, err := tx.Q.Exec(ctx, `INSERT INTO oauth_login_failures (subject, failed_at, expires_at) VALUES ($1, $2, $3)`,
+				sub, tx.t(at), tx.t(expiresAt)); err != nil {
+				return tx.err(err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record login failure: %w", err)
+	}
+	return nil
+}
+
+// ClearLoginFailures forgets the failed sign-ins of subject.
+func (o *OAuth) ClearLoginFailures(ctx context.Context, subject string) error {
+	err := o.update(ctx, func(tx *Tx) error {
+		_, err := tx.Q.Exec(ctx, `DELETE FROM oauth_login_failures WHERE subject = $1`, subject)
+		return tx.err(err)
+	})
+	if err != nil {
+		return fmt.Errorf("clear login failures: %w", err)
+	}
+	return nil
 }
 
 // CreateInitialAccessToken stores the hash of a token that lets firm
@@ -311,13 +415,13 @@ func (o *OAuth) DeleteClient(ctx context.Context, id broker.ClientID) error {
 	return nil
 }
 
-// Cleanup deletes requests, jtis and initial access tokens that expired by
-// now, returning how many rows went.
+// Cleanup deletes requests, jtis, DPoP proofs, login failures and initial
+// access tokens that expired by now, returning how many rows went.
 func (o *OAuth) Cleanup(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := o.update(ctx, func(tx *Tx) error {
 		total = 0
-		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_initial_access_tokens"} {
+		for _, table := range []string{"oauth_requests", "oauth_jtis", "oauth_dpop_proofs", "oauth_login_failures", "oauth_initial_access_tokens"} {
 			n, err := tx.Q.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at <= $1`, tx.t(now))
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, tx.err(err))
@@ -332,7 +436,7 @@ func (o *OAuth) Cleanup(ctx context.Context, now time.Time) (int64, error) {
 	return total, nil
 }
 
-const regulatorClientColumns = `id, regulator_id, name, jwks, jwks_uri, status, created_at`
+const regulatorClientColumns = `id, regulator_id, name, jwks, jwks_uri, status, created_at, token_endpoint_auth_signing_alg`
 
 // CreateRegulatorClient stores an OAuth client of a regulator (c.FirmID
 // is ignored); broker.ErrNotFound if the regulator does not exist.
@@ -342,8 +446,8 @@ func (o *OAuth) CreateRegulatorClient(ctx context.Context, reg broker.RegulatorI
 		if len(c.JWKS) > 0 {
 			jwks = string(c.JWKS)
 		}
-		_, err := tx.Q.Exec(ctx, `INSERT INTO oauth_regulator_clients (`+regulatorClientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			c.ID, reg, c.Name, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt))
+		_, err := tx.Q.Exec(ctx, `INSERT INTO oauth_regulator_clients (`+regulatorClientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.ID, reg, c.Name, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt), c.TokenEndpointAuthSigningAlg)
 		return tx.err(err)
 	})
 	if err != nil {
@@ -358,7 +462,7 @@ func (o *OAuth) GetRegulatorClient(ctx context.Context, id broker.ClientID) (bro
 	var reg string
 	var c broker.Client
 	err := o.view(ctx, func(tx *Tx) error {
-		return newScanner(tx.D).str((*string)(&c.ID)).str(&reg).str(&c.Name).bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt).
+		return newScanner(tx.D).str((*string)(&c.ID)).str(&reg).str(&c.Name).bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt).str(&c.TokenEndpointAuthSigningAlg).
 			from(tx.Q.QueryRow(ctx, `SELECT `+regulatorClientColumns+` FROM oauth_regulator_clients WHERE id = $1`, id))
 	})
 	if err != nil {

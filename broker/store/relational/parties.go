@@ -137,11 +137,11 @@ func (tx *Tx) SetFirmWebhook(ctx context.Context, id broker.FirmID, url string, 
 	return tx.getFirm(ctx, id, "")
 }
 
-const clientColumns = `id, firm_id, name, redirect_uris, jwks, jwks_uri, status, created_at`
+const clientColumns = `id, firm_id, name, redirect_uris, jwks, jwks_uri, status, created_at, token_endpoint_auth_signing_alg`
 
 func scanClient(s *scanner, c *broker.Client) *scanner {
 	return s.str((*string)(&c.ID)).str((*string)(&c.FirmID)).str(&c.Name).json(&c.RedirectURIs).
-		bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt)
+		bytes(&c.JWKS).str(&c.JWKSURI).str((*string)(&c.Status)).time(&c.CreatedAt).str(&c.TokenEndpointAuthSigningAlg)
 }
 
 func (tx *Tx) CreateClient(ctx context.Context, c broker.Client) error {
@@ -153,8 +153,8 @@ func (tx *Tx) CreateClient(ctx context.Context, c broker.Client) error {
 	if len(c.JWKS) > 0 {
 		jwks = string(c.JWKS)
 	}
-	_, err = tx.Q.Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.FirmID, c.Name, uris, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt))
+	_, err = tx.Q.Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.FirmID, c.Name, uris, jwks, c.JWKSURI, string(c.Status), tx.t(c.CreatedAt), c.TokenEndpointAuthSigningAlg)
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, tx.err(err))
 	}

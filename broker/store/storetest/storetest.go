@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
 		{"Backchannel", testBackchannel},
+		{"ConsentTokens", testConsentTokens},
 		{"Rollback", testRollback},
 		{"ReadOnlyView", testReadOnlyView},
 	}
@@ -263,7 +264,7 @@ func testClients(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, f := Fixture(t, s)
 	c := broker.Client{ID: broker.NewClientID(), FirmID: f.ID, Name: "Acme app", RedirectURIs: []string{"https://acme.example/cb"},
-		JWKS: []byte(`{"keys":[]}`), Status: broker.ClientActive, CreatedAt: Now}
+		JWKS: []byte(`{"keys":[]}`), TokenEndpointAuthSigningAlg: "ES256", Status: broker.ClientActive, CreatedAt: Now}
 	update(t, s, func(tx store.Tx) error { return tx.CreateClient(ctx, c) })
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.GetClient(ctx, c.ID)
@@ -1059,6 +1060,28 @@ func testRollback(t *testing.T, s store.Store) {
 		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})
+}
+
+// testConsentTokens checks the part of RevokeConsentTokens a store can
+// see without the OAuth tables' writer: it ends nothing of a consent with
+// no tokens, and refuses to run in a read-only transaction.
+func testConsentTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	update(t, s, func(tx store.Tx) error {
+		n, err := tx.RevokeConsentTokens(ctx, con.ID)
+		if err != nil || n != 0 {
+			t.Errorf("RevokeConsentTokens of a consent without tokens = %d, %v", n, err)
+		}
+		return nil
+	})
+	if err := s.View(ctx, func(tx store.Tx) error {
+		_, err := tx.RevokeConsentTokens(ctx, con.ID)
+		return err
+	}); err == nil {
+		t.Error("RevokeConsentTokens inside View succeeded")
+	}
 }
 
 func testReadOnlyView(t *testing.T, s store.Store) {
