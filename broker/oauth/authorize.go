@@ -210,47 +210,76 @@ func (p *Provider) Login() http.Handler {
 			return
 		}
 		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
-		// Throttle before looking the handle up: the answer is the same
-		// for known and unknown handles, and costs no password hashing.
-		th := p.throttleFor(r, handle)
-		if blocked, wait, err := p.blocked(ctx, th); err != nil {
-			p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+		cus, outcome, wait, err := p.signIn(ctx, r, handle, pw)
+		switch {
+		case err != nil:
 			http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
 			return
-		} else if blocked {
-			p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "login throttled", slog.Duration("retry_after", wait))
+		case outcome == signInThrottled:
 			w.Header().Set("Retry-After", retryAfter(wait))
 			p.render(w, "login.html", http.StatusTooManyRequests, page{Title: "Sign in",
 				Error: "Too many failed sign-ins. Wait " + waitText(wait) + " and try again.",
 				CSRF:  p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
 			return
-		}
-		var cus broker.Customer
-		err = p.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
-			cus, err = tx.GetCustomerByHandle(ctx, handle)
-			return err
-		})
-		ok := err == nil && cus.PasswordHash != ""
-		if ok {
-			ok = password.Verify(pw, cus.PasswordHash) == nil
-		} else {
-			// Spend the same effort on unknown handles.
-			_ = password.Verify(pw, dummyHash())
-		}
-		if !ok {
-			if err := p.failed(ctx, th); err != nil {
-				p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
-			}
+		case outcome == signInWrong:
 			p.render(w, "login.html", http.StatusUnauthorized, page{Title: "Sign in", Error: "That handle and password do not match.",
 				CSRF: p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
 			return
 		}
-		if err := p.storage.ClearLoginFailures(ctx, th.handle); err != nil {
-			p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
-		}
 		p.setCookie(w, loginCookie, p.signLogin(cus.ID, p.now().Add(DefaultLoginLifespan)), DefaultLoginLifespan)
 		http.Redirect(w, r, p.cfg.Issuer+PathConsent+"?interaction="+url.QueryEscape(id), http.StatusSeeOther)
 	}), maxFormBody)
+}
+
+// signInOutcome is what signIn concluded.
+type signInOutcome int
+
+const (
+	signInOK signInOutcome = iota
+	signInWrong
+	signInThrottled
+)
+
+// signIn checks a customer's handle and password under the sign-in
+// throttle, for every page that signs customers in. Throttling comes
+// before the handle is looked up: the answer is the same for known and
+// unknown handles, and costs no password hashing. A wrong handle or
+// password costs one argon2id verification either way and counts as a
+// failure; a success clears the handle's failures. err is set only when
+// the throttle's storage failed (it is logged here).
+func (p *Provider) signIn(ctx context.Context, r *http.Request, handle, pw string) (broker.Customer, signInOutcome, time.Duration, error) {
+	th := p.throttleFor(r, handle)
+	blocked, wait, err := p.blocked(ctx, th)
+	if err != nil {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+		return broker.Customer{}, 0, 0, err
+	}
+	if blocked {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "login throttled", slog.Duration("retry_after", wait))
+		return broker.Customer{}, signInThrottled, wait, nil
+	}
+	var cus broker.Customer
+	err = p.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		cus, err = tx.GetCustomerByHandle(ctx, handle)
+		return err
+	})
+	ok := err == nil && cus.PasswordHash != "" && !cus.Forgotten()
+	if ok {
+		ok = password.Verify(pw, cus.PasswordHash) == nil
+	} else {
+		// Spend the same effort on unknown handles.
+		_ = password.Verify(pw, dummyHash())
+	}
+	if !ok {
+		if err := p.failed(ctx, th); err != nil {
+			p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+		}
+		return broker.Customer{}, signInWrong, 0, nil
+	}
+	if err := p.storage.ClearLoginFailures(ctx, th.handle); err != nil {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))
+	}
+	return cus, signInOK, 0, nil
 }
 
 // dummyHash is verified against when the handle is unknown.

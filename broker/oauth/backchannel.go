@@ -45,7 +45,6 @@ import (
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/oauth/rar"
-	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/store"
 )
 
@@ -726,18 +725,17 @@ func (p *Provider) AccountLogin() http.Handler {
 			return
 		}
 		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
-		var cus broker.Customer
-		err := p.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
-			cus, err = tx.GetCustomerByHandle(ctx, handle)
-			return err
-		})
-		ok := err == nil && cus.PasswordHash != "" && !cus.Forgotten()
-		if ok {
-			ok = password.Verify(pw, cus.PasswordHash) == nil
-		} else {
-			_ = password.Verify(pw, dummyHash())
-		}
-		if !ok {
+		cus, outcome, wait, err := p.signIn(ctx, r, handle, pw)
+		switch {
+		case err != nil:
+			http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
+			return
+		case outcome == signInThrottled:
+			w.Header().Set("Retry-After", retryAfter(wait))
+			p.renderAccount(w, "account_login", http.StatusTooManyRequests, accountPage{Title: "Sign in",
+				Error: "Too many failed sign-ins. Wait " + waitText(wait) + " and try again.", CSRF: p.csrf(w, r), Handle: handle, Next: next})
+			return
+		case outcome == signInWrong:
 			p.renderAccount(w, "account_login", http.StatusUnauthorized, accountPage{Title: "Sign in", Error: "That handle and password do not match.",
 				CSRF: p.csrf(w, r), Handle: handle, Next: next})
 			return

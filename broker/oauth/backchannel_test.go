@@ -695,3 +695,31 @@ func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestAccountLoginThrottled: the account sign-in shares the login
+// throttle, so failures at either page count against the handle, and a
+// throttled handle cannot sign in at the account page with the right
+// password.
+func TestAccountLoginThrottled(t *testing.T) {
+	ce := newCIBAEnv(t, backendtest.Open(t, ""), false, nil)
+	b := newBrowser(t)
+	try := func(pw string) (*http.Response, string) {
+		_, page := b.get(ce.srv.URL + oauth.PathAccountLogin)
+		return b.postForm(ce.srv.URL+oauth.PathAccountLogin, url.Values{"csrf": {formToken(t, page)}, "handle": {"alice"}, "password": {pw}})
+	}
+	for i := range oauth.DefaultLoginMaxFailures {
+		if resp, body := try("wrong"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := try(alicePassword)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Too many failed sign-ins") {
+		t.Fatalf("right password after %d failures: %d %s", oauth.DefaultLoginMaxFailures, resp.StatusCode, body)
+	}
+	u, _ := url.Parse(ce.srv.URL + oauth.PathAccountLogin)
+	for _, ck := range b.Jar.Cookies(u) {
+		if strings.Contains(ck.Name, "login") {
+			t.Errorf("a throttled sign-in set cookie %s", ck.Name)
+		}
+	}
+}
