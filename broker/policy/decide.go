@@ -133,11 +133,11 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 	if c.planErr != nil {
 		return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), in.Terms.Hash, now)
 	}
-	plan, err := c.plan(ctx, in)
+	p, err := c.plan(ctx, in)
 	if err != nil {
 		return broker.Decision{}, err
 	}
-	return e.eval(ctx, c, c.accessFast, broker.DecisionAccess, withPlan(in.ast(), plan), in.Terms.Hash, now)
+	return e.eval(ctx, c, c.accessFast, broker.DecisionAccess, in.fastInput(p), in.Terms.Hash, now)
 }
 
 func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error) {

@@ -3,10 +3,12 @@ package policy
 import (
 	"container/list"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -56,8 +58,9 @@ var volatile = [][]string{{"now_ns"}, {"counts"}, {"consent", "state"}, {"firm",
 var termsPackage = ast.MustParseRef("data.terms.v1")
 
 // planInput is the access input less its volatile fields, and less the
-// terms, which the key names by hash. TestInputAST keeps planInput.ast in
-// step with its JSON; the key is its JSON, so the key covers every field.
+// terms, which the key names by hash. TestPlanInputAST keeps planInput.ast
+// in step with its JSON; planKey covers every field (and has no
+// unexported ones to skip).
 type planInput struct {
 	Version  int           `json:"version"`
 	NowNS    int64         `json:"now_ns"` // the start of the rule window holding the time
@@ -146,26 +149,97 @@ func ruleBounds(rules []ruleInput) []int64 {
 	return slices.Compact(b)
 }
 
-// planKey is the cache key of a plan: the terms hash and the JSON of the
-// rest of the plan input.
-func planKey(termsHash string, p planInput) (string, error) {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return "", err
+// planKey is the cache key of a plan: the terms hash and every field of
+// the rest of the plan input, each length-prefixed or terminated so that
+// two different inputs never share a key.
+func planKey(termsHash string, p planInput) string {
+	b := make([]byte, 0, 512)
+	b = appendKey(b, reflect.ValueOf(termsHash))
+	return string(appendKey(b, reflect.ValueOf(p)))
+}
+
+func appendKey(b []byte, v reflect.Value) []byte {
+	switch v.Kind() {
+	case reflect.String:
+		b = strconv.AppendInt(b, int64(v.Len()), 10)
+		return append(append(b, ':'), v.String()...)
+	case reflect.Int, reflect.Int64:
+		return append(strconv.AppendInt(b, v.Int(), 10), ';')
+	case reflect.Bool:
+		if v.Bool() {
+			return append(b, 't')
+		}
+		return append(b, 'f')
+	case reflect.Pointer:
+		if v.IsNil() {
+			return append(b, 'n')
+		}
+		return appendKey(append(b, 'p'), v.Elem())
+	case reflect.Slice:
+		b = append(strconv.AppendInt(b, int64(v.Len()), 10), '[')
+		for i := range v.Len() {
+			b = appendKey(b, v.Index(i))
+		}
+		return b
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
+		b = append(strconv.AppendInt(b, int64(len(keys)), 10), '{')
+		for _, k := range keys {
+			b = appendKey(appendKey(b, k), v.MapIndex(k))
+		}
+		return b
+	case reflect.Struct:
+		for i := range v.NumField() {
+			b = appendKey(b, v.Field(i))
+		}
+		return b
 	}
-	return termsHash + "\x00" + string(b), nil
+	panic("policy: plan key of a " + v.Kind().String())
+}
+
+// planned is a cached plan with the parts of the access input that are
+// the same for every request with its key, already built as Rego values.
+type planned struct {
+	plan     ast.Value
+	customer *ast.Term
+	request  *ast.Term
+
+	// input.consent by consent state and input.firm by firm status: all
+	// else in them is part of the key.
+	mu       sync.Mutex
+	consents map[string]*ast.Term
+	firms    map[string]*ast.Term
+}
+
+// maxVariants bounds planned.consents and planned.firms; the states and
+// statuses are a handful of words.
+const maxVariants = 8
+
+// variant returns m[k], building and keeping it if there is room.
+func (p *planned) variant(m *map[string]*ast.Term, k string, build func() *ast.Term) *ast.Term {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := (*m)[k]; ok {
+		return t
+	}
+	t := build()
+	if *m == nil {
+		*m = map[string]*ast.Term{}
+	}
+	if len(*m) < maxVariants {
+		(*m)[k] = t
+	}
+	return t
 }
 
 // plan returns the access plan for in, from the cache or by evaluating
 // data.access.v1.plan.
-func (c *compiled) plan(ctx context.Context, in accessInput) (ast.Value, error) {
+func (c *compiled) plan(ctx context.Context, in accessInput) (*planned, error) {
 	p := newPlanInput(in)
-	key, err := planKey(in.Terms.Hash, p)
-	if err != nil {
-		return nil, err
-	}
-	if v, ok := c.plans.get(key); ok {
-		return v, nil
+	key := planKey(in.Terms.Hash, p)
+	if hit, ok := c.plans.get(key); ok {
+		return hit, nil
 	}
 	rs, err := c.accessPlan.Eval(ctx, rego.EvalParsedInput(p.ast(in.Terms)))
 	if err != nil {
@@ -181,15 +255,19 @@ func (c *compiled) plan(ctx context.Context, in accessInput) (ast.Value, error) 
 	if _, ok := v.(ast.Object); !ok {
 		return nil, fmt.Errorf("%w: access plan is %s, not an object", broker.ErrInvalid, ast.ValueName(v))
 	}
-	c.plans.add(key, v)
-	return v, nil
+	hit := &planned{plan: v, customer: in.Customer.ast(), request: in.Request.ast()}
+	c.plans.add(key, hit)
+	return hit, nil
 }
 
-// withPlan returns the access input with the plan as input.plan.
-func withPlan(in ast.Value, plan ast.Value) ast.Value {
-	o := in.(ast.Object)
-	o.Insert(ast.StringTerm("plan"), ast.NewTerm(plan))
-	return o
+// fastInput is in.ast() with the plan as input.plan, reusing the parts
+// built when the plan was cached.
+func (in accessInput) fastInput(p *planned) ast.Value {
+	consent := p.variant(&p.consents, in.Consent.State, in.Consent.ast)
+	firm := p.variant(&p.firms, in.Firm.Status, in.Firm.ast)
+	return obj("version", num(int64(in.Version)), "now_ns", num(in.NowNS), "customer", p.customer,
+		"firm", firm, "request", p.request, "consent", consent,
+		"terms", ast.NewTerm(in.Terms.value), "counts", in.countsAST(), "plan", ast.NewTerm(p.plan)).Value
 }
 
 // planIsStable returns nil when data.access.v1.plan, and every rule and
@@ -288,14 +366,14 @@ type planCache struct {
 
 type planEntry struct {
 	key  string
-	plan ast.Value
+	plan *planned
 }
 
 func newPlanCache(max int) *planCache {
 	return &planCache{max: max, ll: list.New(), m: map[string]*list.Element{}}
 }
 
-func (c *planCache) get(key string) (ast.Value, bool) {
+func (c *planCache) get(key string) (*planned, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[key]
@@ -306,7 +384,7 @@ func (c *planCache) get(key string) (ast.Value, bool) {
 	return el.Value.(*planEntry).plan, true
 }
 
-func (c *planCache) add(key string, plan ast.Value) {
+func (c *planCache) add(key string, plan *planned) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[key]; ok {
