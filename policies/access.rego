@@ -32,7 +32,7 @@ plan := {
 	"limits": limits,
 	"ends": ends,
 	"in_scope": in_scope_all,
-	"allowed": allowed_reason,
+	"allow": allow,
 	"rules": rules,
 	"clear": plan_clear,
 	"until_ns": until_ns,
@@ -216,6 +216,14 @@ allowed_reason := {"source": "consent", "text": msg} if {
 	msg := sprintf("You agreed on %s to share %s with this firm until %s.", [input.consent.decided_text, input.consent.scope_text, input.consent.expires_text])
 }
 
+# allow is the decision when clear holds.
+allow := {
+	"effect": "allow",
+	"scope": {"categories": input.request.categories, "fields": input.request.fields, "purpose": input.request.purpose},
+	"reasons": [allowed_reason],
+	"rules": rules,
+}
+
 # The decision allows only when clear holds: every check above restated
 # positively, over summaries the plan computes once. When clear holds no
 # deny rule can match (each has its negation here), so an allow need not
@@ -257,12 +265,7 @@ below(per, m) if {
 	n < m
 }
 
-decision := {
-	"effect": "allow",
-	"scope": {"categories": input.request.categories, "fields": input.request.fields, "purpose": input.request.purpose},
-	"reasons": [plan.allowed],
-	"rules": plan.rules,
-} if {
+decision := plan.allow if {
 	clear
 } else := {"effect": "deny", "scope": null, "reasons": [x | some x in deny], "rules": plan.rules} if {
 	count(deny) > 0

@@ -30,7 +30,7 @@ func init() {
 	for _, k := range strings.Fields(`version now_ns customer firm request consent terms counts plan
 		jurisdiction minor id sector status categories fields purpose duration frequency retention
 		onward_transfer compensation iso s text max per per_s currency firm_id state explicit scope
-		decided_at_ns expires_at_ns decided_text expires_text scope_text`) {
+		decided_at_ns expires_at_ns decided_text expires_text scope_text effect reasons source rule`) {
 		keyTerms[k] = ast.StringTerm(k)
 	}
 }

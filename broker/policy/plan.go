@@ -241,19 +241,20 @@ func (c *compiled) plan(ctx context.Context, in accessInput) (*planned, error) {
 	if hit, ok := c.plans.get(key); ok {
 		return hit, nil
 	}
-	rs, err := c.accessPlan.Eval(ctx, rego.EvalParsedInput(p.ast(in.Terms)))
+	rs, err := c.accessPlan.Eval(ctx, rego.EvalParsedInput(p.ast(in.Terms)), rego.EvalGenerateJSON(asTerm))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate plan: %w", err)
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return nil, fmt.Errorf("%w: access plan gave %d results, want exactly one", broker.ErrInvalid, len(rs))
 	}
-	v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: access plan: %w", broker.ErrInvalid, err)
+	t, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	if t == nil {
+		return nil, fmt.Errorf("%w: access plan is not a term", broker.ErrInvalid)
 	}
-	if _, ok := v.(ast.Object); !ok {
-		return nil, fmt.Errorf("%w: access plan is %s, not an object", broker.ErrInvalid, ast.ValueName(v))
+	v, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%w: access plan is %s, not an object", broker.ErrInvalid, ast.ValueName(t.Value))
 	}
 	hit := &planned{plan: v, customer: in.Customer.ast(), request: in.Request.ast()}
 	c.plans.add(key, hit)
