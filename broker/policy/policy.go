@@ -37,6 +37,20 @@
 // Frequency limits need counts of earlier disclosures: Windows says which
 // windows to count.
 //
+// # The access plan
+//
+// Access is made in two OPA evaluations (see plan.go). The first,
+// data.access.v1.plan, reads only what stays the same between requests
+// (the terms, the consent's scope, the request, the regulator's baseline)
+// and is cached per policy version under a key holding all of it and the
+// terms hash. The second, data.access.v1.decision with that plan, runs on
+// every request and reads the time, the counts, the consent's state and
+// the firm's standing. No cached value can outlive a revocation, an
+// expiry, a suspension, a new terms version or a reload. The policy is
+// checked when it is compiled: if the plan would read a changing field or
+// call a non-deterministic builtin, Access makes the whole decision in one
+// evaluation every time instead.
+//
 // # Example
 //
 //	e, err := policy.New(ctx, policy.Config{}) // at start-up; err stops the process
