@@ -227,6 +227,15 @@ func TestPlanMatchesWholeDecision(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			p, err := c.plan(t.Context(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole := in.ast().(ast.Object)
+			whole.Insert(ast.StringTerm("plan"), ast.NewTerm(p.plan))
+			if fast := in.fastInput(p); fast.Compare(whole) != 0 {
+				t.Fatalf("iteration %d: fast input differs:\n got %s\nwant %s", i, fast, whole)
+			}
 			for range 2 { // made, then cached
 				got, err := e.Access(t.Context(), q)
 				if err != nil {
@@ -262,5 +271,46 @@ func TestPlanCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	if c.len() != 2 {
 		t.Errorf("len = %d", c.len())
+	}
+}
+
+// Decisions share cached plans and their parts across goroutines (run
+// with -race).
+func TestAccessConcurrently(t *testing.T) {
+	e, err := New(t.Context(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := broker.Scope{Categories: []string{"Contact"}, Purpose: "Marketing", Duration: broker.Duration{Days: 30}}
+	con, _, err := broker.NewConsentRequest("cus_aaaaaaaaaaaaaaaaaaaaaaaaaa", "firm_aaaaaaaaaaaaaaaaaaaaaaaaaa", "", scope, planNow.Add(-time.Hour), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if con, _, err = con.Grant(scope, planNow.Add(-time.Hour), "test"); err != nil {
+		t.Fatal(err)
+	}
+	firm := broker.Firm{ID: "firm_aaaaaaaaaaaaaaaaaaaaaaaaaa", Sector: "retail", Jurisdiction: "GB", Status: broker.FirmApproved}
+	q := AccessRequest{Customer: broker.Customer{Jurisdiction: "GB"}, Firm: firm, Consent: con, Explicit: true,
+		Categories: []string{"EmailAddress"}, Purpose: "DirectMarketing", Now: planNow}
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 25 {
+				q := q
+				want := broker.EffectAllow
+				if (g+i)%3 == 0 {
+					q.Consent.State, want = broker.ConsentRevoked, broker.EffectDeny
+				}
+				d, err := e.Access(t.Context(), q)
+				if err != nil || d.Effect != want {
+					t.Errorf("goroutine %d request %d: %v %s, want %s", g, i, err, d.Effect, want)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }
