@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/stewardhq/steward/broker"
@@ -168,7 +169,7 @@ func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error
 
 func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuery, kind broker.DecisionKind,
 	input ast.Value, termsHash string, now time.Time) (broker.Decision, error) {
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(asTerm))
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(asTerm), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return broker.Decision{}, fmt.Errorf("evaluate: %w", err)
 	}

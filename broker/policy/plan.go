@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/stewardhq/steward/broker"
@@ -241,7 +242,7 @@ func (c *compiled) plan(ctx context.Context, in accessInput) (*planned, error) {
 	if hit, ok := c.plans.get(key); ok {
 		return hit, nil
 	}
-	rs, err := c.accessPlan.Eval(ctx, rego.EvalParsedInput(p.ast(in.Terms)), rego.EvalGenerateJSON(asTerm))
+	rs, err := c.accessPlan.Eval(ctx, rego.EvalParsedInput(p.ast(in.Terms)), rego.EvalGenerateJSON(asTerm), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate plan: %w", err)
 	}
