@@ -3,6 +3,7 @@ package policy
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"reflect"
@@ -48,7 +49,7 @@ const (
 
 // DefaultPlanCacheSize is how many access plans an Engine keeps per policy
 // version.
-const DefaultPlanCacheSize = 16384
+const DefaultPlanCacheSize = 4096
 
 // volatile lists the input fields the plan MUST NOT read. Package terms.v1
 // may read now_ns, and only against its rules' windows [from_ns, until_ns),
@@ -150,14 +151,20 @@ func ruleBounds(rules []ruleInput) []int64 {
 	return slices.Compact(b)
 }
 
-// planKey is the cache key of a plan: the terms hash and every field of
-// the rest of the plan input, each length-prefixed or terminated so that
-// two different inputs never share a key.
-func planKey(termsHash string, p planInput) string {
-	b := make([]byte, 0, 512)
-	b = appendKey(b, reflect.ValueOf(termsHash))
-	return string(appendKey(b, reflect.ValueOf(p)))
+// planKey is the cache key of a plan: SHA-256 over the terms hash and
+// every field of the rest of the plan input, each length-prefixed or
+// terminated so that two different inputs never encode alike.
+func planKey(termsHash string, p *planInput) [sha256.Size]byte {
+	bp := keyBufs.Get().(*[]byte)
+	b := appendKey((*bp)[:0], reflect.ValueOf(&termsHash).Elem())
+	b = appendKey(b, reflect.ValueOf(p).Elem())
+	k := sha256.Sum256(b)
+	*bp = b
+	keyBufs.Put(bp)
+	return k
 }
+
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func appendKey(b []byte, v reflect.Value) []byte {
 	switch v.Kind() {
@@ -238,7 +245,7 @@ func (p *planned) variant(m *map[string]*ast.Term, k string, build func() *ast.T
 // data.access.v1.plan.
 func (c *compiled) plan(ctx context.Context, in accessInput) (*planned, error) {
 	p := newPlanInput(in)
-	key := planKey(in.Terms.Hash, p)
+	key := planKey(in.Terms.Hash, &p)
 	if hit, ok := c.plans.get(key); ok {
 		return hit, nil
 	}
@@ -363,19 +370,21 @@ type planCache struct {
 	mu  sync.Mutex
 	max int
 	ll  *list.List // of *planEntry, most recent first
-	m   map[string]*list.Element
+	m   map[planKeyT]*list.Element
 }
 
+type planKeyT = [sha256.Size]byte
+
 type planEntry struct {
-	key  string
+	key  planKeyT
 	plan *planned
 }
 
 func newPlanCache(max int) *planCache {
-	return &planCache{max: max, ll: list.New(), m: map[string]*list.Element{}}
+	return &planCache{max: max, ll: list.New(), m: map[planKeyT]*list.Element{}}
 }
 
-func (c *planCache) get(key string) (*planned, bool) {
+func (c *planCache) get(key planKeyT) (*planned, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[key]
@@ -386,7 +395,7 @@ func (c *planCache) get(key string) (*planned, bool) {
 	return el.Value.(*planEntry).plan, true
 }
 
-func (c *planCache) add(key string, plan *planned) {
+func (c *planCache) add(key planKeyT, plan *planned) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[key]; ok {

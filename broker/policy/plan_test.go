@@ -104,7 +104,7 @@ func TestPlanInputAST(t *testing.T) {
 	}
 
 	// Every field is in the key.
-	key := planKey("sha256:x", p)
+	key := planKey("sha256:x", &p)
 	for name, change := range map[string]func(*planInput){
 		"now":          func(p *planInput) { p.NowNS++ },
 		"minor":        func(p *planInput) { p.Customer.Minor = false },
@@ -121,11 +121,11 @@ func TestPlanInputAST(t *testing.T) {
 		q := p
 		q.Request.Categories = append([]string(nil), p.Request.Categories...)
 		change(&q)
-		if planKey("sha256:x", q) == key {
+		if planKey("sha256:x", &q) == key {
 			t.Errorf("changing %s keeps the key", name)
 		}
 	}
-	if planKey("sha256:y", p) == key {
+	if planKey("sha256:y", &p) == key {
 		t.Error("changing the terms keeps the key")
 	}
 }
@@ -257,16 +257,17 @@ func TestPlanMatchesWholeDecision(t *testing.T) {
 func TestPlanCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	c := newPlanCache(2)
 	a, b, d := &planned{}, &planned{}, &planned{}
-	c.add("a", a)
-	c.add("b", b)
-	if got, _ := c.get("a"); got != a {
+	ka, kb, kd := planKeyT{'a'}, planKeyT{'b'}, planKeyT{'d'}
+	c.add(ka, a)
+	c.add(kb, b)
+	if got, _ := c.get(ka); got != a {
 		t.Fatal("a not cached")
 	}
-	c.add("d", d)
-	if _, ok := c.get("b"); ok {
+	c.add(kd, d)
+	if _, ok := c.get(kb); ok {
 		t.Error("b, the least recently used, was kept")
 	}
-	if got, _ := c.get("a"); got != a {
+	if got, _ := c.get(ka); got != a {
 		t.Error("a was evicted")
 	}
 	if c.len() != 2 {
