@@ -10,11 +10,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/stewardhq/steward/broker"
 )
 
 var planNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+const unconfirmedText = "Steward could not confirm that this disclosure is allowed, so it refuses to be safe."
 
 func TestBuiltinPlanIsStable(t *testing.T) {
 	e, err := New(t.Context(), Config{})
@@ -141,6 +144,17 @@ func TestPlanMatchesWholeDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.cur.Load()
+	// denies counts the refusals the policy finds, to check that an allow
+	// (clear in access.rego) never stands beside a refusal.
+	opts := []func(*rego.Rego){rego.SetRegoVersion(ast.RegoV1), rego.Query("count(data.access.v1.deny)"),
+		rego.Module(taxonomyModule, "package taxonomy\n\ncategories := "+string(e.taxCategories)+"\n\npurposes := "+string(e.taxPurposes)+"\n")}
+	for name, src := range e.base {
+		opts = append(opts, rego.Module(name, string(src)))
+	}
+	denies, err := rego.New(opts...).PrepareForEval(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := rand.New(rand.NewPCG(3, 4))
 	cats := broker.Categories
 	purps := broker.Purposes
@@ -246,6 +260,14 @@ func TestPlanMatchesWholeDecision(t *testing.T) {
 				}
 			}
 			effects[want.Effect]++
+			rs, err := denies.Eval(t.Context(), rego.EvalParsedInput(in.ast()))
+			if err != nil || len(rs) != 1 {
+				t.Fatalf("count(deny): %v %v", err, rs)
+			}
+			n, _ := rs[0].Expressions[0].Value.(json.Number).Int64()
+			if (want.Effect == broker.EffectAllow) != (n == 0 && want.Reasons[0].Text != unconfirmedText) {
+				t.Fatalf("iteration %d: %s with %d refusals: %v", i, want.Effect, n, want.Reasons)
+			}
 		}
 	}
 	t.Logf("effects: %v; plans cached: %d", effects, c.plans.len())
