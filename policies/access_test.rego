@@ -160,3 +160,36 @@ test_broken_regulation_refused if {
 	d.effect == "deny"
 	{"source": "regulation", "text": "Steward could not apply the regulator's rules to this request, so it refuses to be safe."} in d.reasons
 }
+
+test_plan_summarises_limits_and_ends if {
+	limited := object.union(fixtures.granted, {"scope": {"frequency": fixtures.per_day(3)}})
+	r := fixtures.rule(1, "allow", {"max_frequency": fixtures.per_day(5), "max_duration": fixtures.days(2)})
+	p := data.access.v1.plan with input as fixtures.access_input([r], limited, ["Contact"], "Marketing")
+	p.caps == {"P1D": 3}
+	p.until_ns == limited.decided_at_ns + ((2 * 86400) * 1000000000)
+	p.clear == true
+	p.refusals == set()
+}
+
+test_non_number_count_refused if {
+	limited := object.union(fixtures.granted, {"scope": {"frequency": fixtures.per_day(3)}})
+	inp := object.union(access(limited, ["Contact"], "Marketing"), {"counts": {"P1D": "2"}})
+	d := decide(inp)
+	d.effect == "deny"
+	{"source": "consent", "text": "Steward could not count this firm's earlier requests, so it refuses to be safe."} in d.reasons
+}
+
+# broker/policy evaluates the plan once and passes it in: the decision is
+# the same as when it is computed in place.
+test_passed_plan_gives_the_same_decision if {
+	every inp in [
+		access(fixtures.granted, ["EmailAddress"], "DirectMarketing"),
+		access(object.union(fixtures.granted, {"state": "revoked"}), ["Contact"], "Marketing"),
+		access(fixtures.granted, ["Age"], "Marketing"),
+		object.union(access(fixtures.granted, ["Contact"], "Marketing"), {"now_ns": fixtures.granted.expires_at_ns}),
+	] {
+		p := data.access.v1.plan with input as inp
+		passed := decision with input as inp with data.access.v1.plan as p
+		passed == decide(inp)
+	}
+}

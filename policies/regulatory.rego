@@ -11,6 +11,12 @@
 #                 (access) the request for that category themselves.
 #   duration_caps set of {s, iso, text}: the longest a consent for the
 #                 request's purpose may last.
+#
+# The access decision reuses these per consent and request (see
+# access.rego) as long as no rule here reads input.now_ns, input.counts,
+# input.consent.state or input.firm.status, or calls a non-deterministic
+# builtin; a module that does still works, but every access decision is
+# then made whole, which is slower.
 package regulatory.v1
 
 # Special categories of personal data (GDPR Art. 9, and anything holding

@@ -28,6 +28,10 @@
 # above it, purpose_within[p] those naming a purpose below it, and
 # any_purpose those naming none, so a request never walks every rule.
 #
+# input.now_ns is read only against rule windows [from_ns, until_ns):
+# broker/policy relies on that to reuse the access plan within a window
+# (see access.rego).
+#
 # Performance: this runs on every disclosure. It uses no functions and no
 # set algebra on the hot path (both are costly in OPA's evaluator); each
 # rule is checked with a handful of lookups.

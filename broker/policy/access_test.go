@@ -134,3 +134,62 @@ func TestWindows(t *testing.T) {
 		t.Errorf("Windows (-want +got):\n%s", diff)
 	}
 }
+
+// The access plan is cached, so repeat one request on one engine and
+// change one thing at a time: each change takes effect on the very next
+// request, and undoing it restores the allow.
+func TestAccessCacheNeverOutlivesAChange(t *testing.T) {
+	e := newEngine(t)
+	v1 := version(t, 1, `{"effect":"allow","match":{"purposes":["Marketing"]}}`)
+	v2 := version(t, 2, `{"effect":"allow","match":{"purposes":["Marketing"]}}`, `{"effect":"deny","match":{"categories":["EmailAddress"]}}`)
+	windowed := version(t, 3, `{"effect":"allow","match":{"purposes":["Marketing"]},"constraints":{"valid_until":"2026-03-01T13:00:00Z"}}`)
+	granted := broker.Scope{Categories: []string{"Contact"}, Purpose: "Marketing", Duration: broker.MustParseDuration("P30D")}
+	live := grant(t, firmA, granted, now.Add(-24*time.Hour))
+	revoked, _, err := live.Revoke(now.Add(-time.Minute), "customer", "no")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := policy.AccessRequest{Customer: customer, Firm: firmA, Consent: live, Explicit: false, Terms: v1,
+		Categories: []string{"EmailAddress"}, Purpose: "DirectMarketing", Now: now}
+	suspended := firmA
+	suspended.Status = broker.FirmSuspended
+	steps := []struct {
+		name   string
+		change func(q *policy.AccessRequest)
+		effect broker.Effect
+	}{
+		{"allowed", func(*policy.AccessRequest) {}, broker.EffectAllow},
+		{"revoked", func(q *policy.AccessRequest) { q.Consent = revoked }, broker.EffectDeny},
+		{"allowed again", func(*policy.AccessRequest) {}, broker.EffectAllow},
+		{"firm suspended", func(q *policy.AccessRequest) { q.Firm = suspended }, broker.EffectDeny},
+		{"expired", func(q *policy.AccessRequest) { q.Now = live.ExpiresAt }, broker.EffectDeny},
+		{"stricter terms", func(q *policy.AccessRequest) { q.Terms = v2 }, broker.EffectDeny},
+		{"back to the first terms", func(*policy.AccessRequest) {}, broker.EffectAllow},
+		{"rule in force", func(q *policy.AccessRequest) { q.Terms = windowed }, broker.EffectAllow},
+		{"rule lapsed", func(q *policy.AccessRequest) { q.Terms, q.Now = windowed, now.Add(time.Hour) }, broker.EffectDeny},
+	}
+	for _, s := range steps {
+		q := base
+		s.change(&q)
+		d, err := e.Access(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Effect != s.effect || d.TermsHash != q.Terms.Hash || d.PolicyHash != e.PolicyHash() {
+			t.Errorf("%s: %s under terms %s policy %s, want %s; reasons %v", s.name, d.Effect, d.TermsHash, d.PolicyHash, s.effect, d.Reasons)
+		}
+	}
+	// A reload takes effect on the next request too.
+	if err := e.Reload(t.Context(), policy.Modules{"shut.rego": []byte("package regulatory.v1\n\ndeny contains {\"text\": \"The regulator has stopped all sharing.\"} if input.firm.sector == \"retail\"\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := e.Access(t.Context(), base); err != nil || d.Effect != broker.EffectDeny || !hasReason(d, "stopped all sharing") {
+		t.Errorf("after reload: %v %s %v", err, d.Effect, d.Reasons)
+	}
+	if err := e.Reload(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := e.Access(t.Context(), base); err != nil || d.Effect != broker.EffectAllow {
+		t.Errorf("after reloading the built-in policy: %v %s %v", err, d.Effect, d.Reasons)
+	}
+}

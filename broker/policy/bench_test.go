@@ -70,9 +70,12 @@ func benchTerms() broker.TermsVersion {
 	return broker.TermsVersion{Document: doc, Hash: broker.HashDocument(doc)}
 }
 
-func benchEngine(b *testing.B) *policy.Engine {
+func benchEngine(b *testing.B) *policy.Engine { return benchEngineWith(b, policy.Config{}) }
+
+func benchEngineWith(b *testing.B, cfg policy.Config) *policy.Engine {
 	tax := benchTaxonomy()
-	e, err := policy.New(b.Context(), policy.Config{Taxonomy: &tax})
+	cfg.Taxonomy = &tax
+	e, err := policy.New(b.Context(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -168,12 +171,23 @@ func BenchmarkConsentDecision(b *testing.B) {
 	lat.report(b)
 }
 
-func BenchmarkAccessDecision(b *testing.B) {
-	e := benchEngine(b)
+func BenchmarkAccessDecision(b *testing.B) { benchmarkAccess(b, policy.Config{}, false) }
+
+// BenchmarkAccessDecisionPlanMiss is the first request for some data under
+// a consent (or the first in a new rule window, or under new terms): the
+// access plan is not cached, so every decision makes it. Two consents
+// alternate over a cache of one.
+func BenchmarkAccessDecisionPlanMiss(b *testing.B) {
+	benchmarkAccess(b, policy.Config{PlanCacheSize: 1}, true)
+}
+
+func benchmarkAccess(b *testing.B, cfg policy.Config, miss bool) {
+	e := benchEngineWith(b, cfg)
 	tv := benchTerms()
 	granted := broker.Scope{Categories: []string{"Contact", "PurchasesAndSpendingHabit"}, Purpose: "Marketing",
 		Duration: broker.Duration{Days: 90}, Frequency: broker.Frequency{Max: 10, Per: broker.Duration{Days: 1}}}
 	c := grant(b, firmA, granted, now.Add(-24*time.Hour))
+	other := grant(b, firmA, granted, now.Add(-24*time.Hour))
 	q := policy.AccessRequest{Customer: customer, Firm: firmA, Consent: c, Explicit: true, Terms: tv,
 		Categories: []string{"EmailAddress", "PurchasesAndSpendingHabit"}, Purpose: "DirectMarketing",
 		Counts: map[broker.Duration]int{{Days: 1}: 4}, Now: now}
@@ -184,9 +198,16 @@ func BenchmarkAccessDecision(b *testing.B) {
 	if d.Effect != broker.EffectAllow {
 		b.Fatalf("benchmark decision is %s %v", d.Effect, d.Reasons)
 	}
+	qs := []policy.AccessRequest{q, q}
+	if miss {
+		qs[1].Consent = other
+	}
 	lat := newLatencies(b)
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
+		q := qs[i%2]
+		i++
 		lat.measure(func() {
 			if _, err := e.Access(b.Context(), q); err != nil {
 				b.Fatal(err)

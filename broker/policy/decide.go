@@ -2,12 +2,12 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/stewardhq/steward/broker"
@@ -130,7 +130,14 @@ func (e *Engine) Access(ctx context.Context, q AccessRequest) (d broker.Decision
 		return broker.Decision{}, err
 	}
 	c := e.cur.Load()
-	return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), in.Terms.Hash, now)
+	if c.planErr != nil {
+		return e.eval(ctx, c, c.access, broker.DecisionAccess, in.ast(), in.Terms.Hash, now)
+	}
+	p, err := c.plan(ctx, in)
+	if err != nil {
+		return broker.Decision{}, err
+	}
+	return e.eval(ctx, c, c.accessFast, broker.DecisionAccess, in.fastInput(p), in.Terms.Hash, now)
 }
 
 func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error) {
@@ -162,7 +169,7 @@ func (e *Engine) accessInput(q AccessRequest, now time.Time) (accessInput, error
 
 func (e *Engine) eval(ctx context.Context, c *compiled, pq rego.PreparedEvalQuery, kind broker.DecisionKind,
 	input ast.Value, termsHash string, now time.Time) (broker.Decision, error) {
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(asTerm), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return broker.Decision{}, fmt.Errorf("evaluate: %w", err)
 	}
@@ -194,19 +201,40 @@ func (e *Engine) refusal(kind broker.DecisionKind, termsHash string, now time.Ti
 
 // ---- decoding the result object ----
 
-func decode(v any) (broker.Decision, error) {
-	m, ok := v.(map[string]any)
+// asTerm hands the result back as OPA computed it, so decode reads the
+// Rego value without a round trip through Go maps.
+func asTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// field returns o[k], or nil when o has no k.
+func field(o ast.Object, k string) ast.Value {
+	kt, ok := keyTerms[k]
 	if !ok {
-		return broker.Decision{}, fmt.Errorf("result is %T, not an object", v)
+		kt = ast.StringTerm(k)
+	}
+	if t := o.Get(kt); t != nil {
+		return t.Value
+	}
+	return nil
+}
+
+func decode(v any) (broker.Decision, error) {
+	t, ok := v.(*ast.Term)
+	if !ok {
+		return broker.Decision{}, fmt.Errorf("result is %T, not a term", v)
+	}
+	m, ok := t.Value.(ast.Object)
+	if !ok {
+		return broker.Decision{}, fmt.Errorf("result is %s, not an object", ast.ValueName(t.Value))
 	}
 	var d broker.Decision
-	switch eff, _ := m["effect"].(string); broker.Effect(eff) {
+	eff, _ := field(m, "effect").(ast.String)
+	switch broker.Effect(eff) {
 	case broker.EffectAllow, broker.EffectDeny, broker.EffectAsk:
 		d.Effect = broker.Effect(eff)
 	default:
-		return broker.Decision{}, fmt.Errorf("effect %q", eff)
+		return broker.Decision{}, fmt.Errorf("effect %q", string(eff))
 	}
-	if s, ok := m["scope"].(map[string]any); ok && d.Effect != broker.EffectDeny {
+	if s, ok := field(m, "scope").(ast.Object); ok && d.Effect != broker.EffectDeny {
 		scope, err := decodeScope(s)
 		if err != nil {
 			return broker.Decision{}, err
@@ -215,23 +243,26 @@ func decode(v any) (broker.Decision, error) {
 	} else if d.Effect != broker.EffectDeny {
 		return broker.Decision{}, fmt.Errorf("%s without a scope", d.Effect)
 	}
-	reasons, _ := m["reasons"].([]any)
-	d.Reasons = make([]broker.Reason, 0, len(reasons))
-	for _, r := range reasons {
-		rm, ok := r.(map[string]any)
+	reasons, _ := field(m, "reasons").(*ast.Array)
+	if reasons == nil {
+		return broker.Decision{}, fmt.Errorf("%s without a reason", d.Effect)
+	}
+	d.Reasons = make([]broker.Reason, 0, reasons.Len())
+	for i := range reasons.Len() {
+		rm, ok := reasons.Elem(i).Value.(ast.Object)
 		if !ok {
-			return broker.Decision{}, fmt.Errorf("reason is %T", r)
+			return broker.Decision{}, fmt.Errorf("reason is %s", ast.ValueName(reasons.Elem(i).Value))
 		}
-		src, _ := rm["source"].(string)
-		text, _ := rm["text"].(string)
+		src, _ := field(rm, "source").(ast.String)
+		text, _ := field(rm, "text").(ast.String)
 		if src == "" || text == "" {
 			return broker.Decision{}, fmt.Errorf("reason without source or text")
 		}
-		n, err := intOf(rm["rule"])
+		n, err := intOf(field(rm, "rule"))
 		if err != nil {
 			return broker.Decision{}, err
 		}
-		d.Reasons = append(d.Reasons, broker.Reason{Source: src, Rule: n, Text: text})
+		d.Reasons = append(d.Reasons, broker.Reason{Source: string(src), Rule: n, Text: string(text)})
 	}
 	if len(d.Reasons) == 0 {
 		return broker.Decision{}, fmt.Errorf("%s without a reason", d.Effect)
@@ -239,59 +270,75 @@ func decode(v any) (broker.Decision, error) {
 	return d, nil
 }
 
-func intOf(v any) (int, error) {
+func intOf(v ast.Value) (int, error) {
 	switch n := v.(type) {
-	case nil:
+	case nil, ast.Null:
 		return 0, nil
-	case json.Number:
-		i, err := n.Int64()
-		return int(i), err
+	case ast.Number:
+		i, ok := n.Int()
+		if !ok {
+			return 0, fmt.Errorf("number %s is not an integer", n)
+		}
+		return i, nil
 	}
-	return 0, fmt.Errorf("number is %T", v)
+	return 0, fmt.Errorf("number is %s", ast.ValueName(v))
 }
 
-func stringsOf(v any) ([]string, error) {
-	a, ok := v.([]any)
-	if !ok && v != nil {
-		return nil, fmt.Errorf("list is %T", v)
+func stringsOf(v ast.Value) ([]string, error) {
+	var a *ast.Array
+	switch x := v.(type) {
+	case nil:
+		a = ast.NewArray()
+	case *ast.Array:
+		a = x
+	case ast.Set:
+		a = x.Sorted()
+	default:
+		return nil, fmt.Errorf("list is %s", ast.ValueName(v))
 	}
-	out := make([]string, len(a))
-	for i, x := range a {
-		s, ok := x.(string)
+	out := make([]string, a.Len())
+	for i := range out {
+		x := a.Elem(i)
+		s, ok := x.Value.(ast.String)
 		if !ok {
-			return nil, fmt.Errorf("list item is %T", x)
+			return nil, fmt.Errorf("list item is %s", ast.ValueName(x.Value))
 		}
-		out[i] = s
+		out[i] = string(s)
 	}
 	return out, nil
 }
 
-func decodeScope(m map[string]any) (broker.Scope, error) {
+func decodeScope(m ast.Object) (broker.Scope, error) {
 	var s broker.Scope
 	var err error
-	if s.Categories, err = stringsOf(m["categories"]); err != nil {
+	if s.Categories, err = stringsOf(field(m, "categories")); err != nil {
 		return s, err
 	}
-	if f, ok := m["fields"].(map[string]any); ok && len(f) > 0 {
-		s.Fields = make(map[string][]string, len(f))
-		for k, v := range f {
-			if s.Fields[k], err = stringsOf(v); err != nil {
+	if f, ok := field(m, "fields").(ast.Object); ok && f.Len() > 0 {
+		s.Fields = make(map[string][]string, f.Len())
+		for _, k := range f.Keys() {
+			ks, ok := k.Value.(ast.String)
+			if !ok {
+				return s, fmt.Errorf("field key is %s", ast.ValueName(k.Value))
+			}
+			if s.Fields[string(ks)], err = stringsOf(f.Get(k).Value); err != nil {
 				return s, err
 			}
 		}
 	}
-	s.Purpose, _ = m["purpose"].(string)
-	if iso, _ := m["duration"].(string); iso != "" {
-		if s.Duration, err = broker.ParseDuration(iso); err != nil {
+	purpose, _ := field(m, "purpose").(ast.String)
+	s.Purpose = string(purpose)
+	if iso, _ := field(m, "duration").(ast.String); iso != "" {
+		if s.Duration, err = broker.ParseDuration(string(iso)); err != nil {
 			return s, err
 		}
 	}
-	if f, ok := m["frequency"].(map[string]any); ok {
-		if s.Frequency.Max, err = intOf(f["max"]); err != nil {
+	if f, ok := field(m, "frequency").(ast.Object); ok {
+		if s.Frequency.Max, err = intOf(field(f, "max")); err != nil {
 			return s, err
 		}
-		if per, _ := f["per"].(string); per != "" {
-			if s.Frequency.Per, err = broker.ParseDuration(per); err != nil {
+		if per, _ := field(f, "per").(ast.String); per != "" {
+			if s.Frequency.Per, err = broker.ParseDuration(string(per)); err != nil {
 				return s, err
 			}
 		}

@@ -114,7 +114,8 @@ type termsInput struct {
 	Rules []ruleInput `json:"rules"`
 	Index termsIndex  `json:"index"`
 
-	value ast.Value // built once per terms version
+	value  ast.Value // built once per terms version
+	bounds []int64   // the rules' window boundaries (see windowStart)
 }
 
 // ruleInput is a terms rule as the policies see it: numbered, constraints
@@ -296,6 +297,7 @@ func newTermsInput(hash string, t broker.Terms, tax *taxonomyData) *termsInput {
 		}
 	}
 	in.value = in.ast()
+	in.bounds = ruleBounds(in.Rules)
 	return in
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -21,10 +22,28 @@ func strs(s []string) *ast.Term {
 	return ast.ArrayTerm(ts...)
 }
 
+// keyTerms holds the input's object keys, built once: they are the same
+// in every request. Read-only after init.
+var keyTerms = map[string]*ast.Term{}
+
+func init() {
+	for _, k := range strings.Fields(`version now_ns customer firm request consent terms counts plan
+		jurisdiction minor id sector status categories fields purpose duration frequency retention
+		onward_transfer compensation iso s text max per per_s currency firm_id state explicit scope
+		decided_at_ns expires_at_ns decided_text expires_text scope_text effect reasons source rule`) {
+		keyTerms[k] = ast.StringTerm(k)
+	}
+}
+
 func obj(kv ...any) *ast.Term {
 	items := make([][2]*ast.Term, 0, len(kv)/2)
 	for i := 0; i < len(kv); i += 2 {
-		items = append(items, [2]*ast.Term{str(kv[i].(string)), kv[i+1].(*ast.Term)})
+		k := kv[i].(string)
+		kt, ok := keyTerms[k]
+		if !ok {
+			kt = str(k)
+		}
+		items = append(items, [2]*ast.Term{kt, kv[i+1].(*ast.Term)})
 	}
 	return ast.ObjectTerm(items...)
 }
@@ -140,12 +159,16 @@ func (c consentState) ast() *ast.Term {
 		"decided_text", str(c.DecidedText), "expires_text", str(c.ExpiresText), "scope_text", str(c.ScopeText))
 }
 
-func (in accessInput) ast() ast.Value {
+func (in accessInput) countsAST() *ast.Term {
 	counts := make([][2]*ast.Term, 0, len(in.Counts))
 	for _, k := range slices.Sorted(maps.Keys(in.Counts)) {
 		counts = append(counts, [2]*ast.Term{str(k), num(int64(in.Counts[k]))})
 	}
+	return ast.ObjectTerm(counts...)
+}
+
+func (in accessInput) ast() ast.Value {
 	return obj("version", num(int64(in.Version)), "now_ns", num(in.NowNS), "customer", in.Customer.ast(),
 		"firm", in.Firm.ast(), "request", in.Request.ast(), "consent", in.Consent.ast(),
-		"terms", ast.NewTerm(in.Terms.value), "counts", ast.ObjectTerm(counts...)).Value
+		"terms", ast.NewTerm(in.Terms.value), "counts", in.countsAST()).Value
 }

@@ -37,6 +37,20 @@
 // Frequency limits need counts of earlier disclosures: Windows says which
 // windows to count.
 //
+// # The access plan
+//
+// Access is made in two OPA evaluations (see plan.go). The first,
+// data.access.v1.plan, reads only what stays the same between requests
+// (the terms, the consent's scope, the request, the regulator's baseline)
+// and is cached per policy version under a key holding all of it and the
+// terms hash. The second, data.access.v1.decision with that plan, runs on
+// every request and reads the time, the counts, the consent's state and
+// the firm's standing. No cached value can outlive a revocation, an
+// expiry, a suspension, a new terms version or a reload. The policy is
+// checked when it is compiled: if the plan would read a changing field or
+// call a non-deterministic builtin, Access makes the whole decision in one
+// evaluation every time instead.
+//
 // # Example
 //
 //	e, err := policy.New(ctx, policy.Config{}) // at start-up; err stops the process
@@ -100,6 +114,9 @@ type Config struct {
 	// TermsCacheSize bounds the cache of converted terms; 0 means
 	// DefaultTermsCacheSize.
 	TermsCacheSize int
+	// PlanCacheSize bounds the cache of access plans per policy version;
+	// 0 means DefaultPlanCacheSize.
+	PlanCacheSize int
 }
 
 // Engine makes policy decisions. It is safe for concurrent use.
@@ -113,8 +130,9 @@ type Engine struct {
 	cur    atomic.Pointer[compiled]
 	reload sync.Mutex // one Reload at a time
 
-	cache termsCache
-	empty *termsInput // for customers without terms
+	cache     termsCache
+	planCache int         // Config.PlanCacheSize
+	empty     *termsInput // for customers without terms
 }
 
 // compiled is one prepared policy version.
@@ -122,6 +140,12 @@ type compiled struct {
 	consent rego.PreparedEvalQuery
 	access  rego.PreparedEvalQuery
 	hash    string
+
+	// The access decision in two parts (see plan.go), when planErr is nil.
+	accessPlan rego.PreparedEvalQuery
+	accessFast rego.PreparedEvalQuery
+	plans      *planCache
+	planErr    error
 }
 
 // New compiles the built-in policy (plus cfg.Overlay) and returns an Engine.
@@ -132,6 +156,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.TermsCacheSize <= 0 {
 		cfg.TermsCacheSize = DefaultTermsCacheSize
+	}
+	if cfg.PlanCacheSize <= 0 {
+		cfg.PlanCacheSize = DefaultPlanCacheSize
 	}
 	data, err := tax.data()
 	if err != nil {
@@ -145,7 +172,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	e := &Engine{base: base, taxonomy: data, taxJSON: taxJSON, cache: termsCache{max: cfg.TermsCacheSize}}
+	e := &Engine{base: base, taxonomy: data, taxJSON: taxJSON, cache: termsCache{max: cfg.TermsCacheSize}, planCache: cfg.PlanCacheSize}
 	if e.taxCategories, err = json.Marshal(data.Categories); err != nil {
 		return nil, fmt.Errorf("policy: taxonomy: %w", err)
 	}
@@ -181,9 +208,10 @@ func (e *Engine) compile(ctx context.Context, mods Modules) (*compiled, error) {
 	// The taxonomy is compiled in as a module of constants rather than
 	// kept in a store: lookups in a compiled object are hash lookups with
 	// no storage transaction, which matters on every disclosure.
+	taxSrc := "package taxonomy\n\ncategories := " + string(e.taxCategories) + "\n\npurposes := " + string(e.taxPurposes) + "\n"
 	opts := []func(*rego.Rego){
 		rego.SetRegoVersion(ast.RegoV1),
-		rego.Module(taxonomyModule, "package taxonomy\n\ncategories := "+string(e.taxCategories)+"\n\npurposes := "+string(e.taxPurposes)+"\n"),
+		rego.Module(taxonomyModule, taxSrc),
 	}
 	for _, name := range slices.Sorted(maps.Keys(mods)) {
 		opts = append(opts, rego.Module(name, string(mods[name])))
@@ -203,7 +231,26 @@ func (e *Engine) compile(ctx context.Context, mods Modules) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &compiled{consent: consent, access: access, hash: bundleHash(mods, e.taxJSON)}, nil
+	c := &compiled{consent: consent, access: access, hash: bundleHash(mods, e.taxJSON), plans: newPlanCache(e.planCache)}
+	// The two-part access decision, only where it gives the same answers.
+	srcs := map[string]string{taxonomyModule: taxSrc}
+	for name, src := range mods {
+		srcs[name] = string(src)
+	}
+	comp, err := ast.CompileModulesWithOpt(srcs, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: compile: %w", broker.ErrInvalid, err)
+	}
+	if c.planErr = planIsStable(comp); c.planErr != nil {
+		return c, nil
+	}
+	if c.accessPlan, err = prepare(accessPlanQuery); err != nil {
+		return nil, err
+	}
+	if c.accessFast, err = prepare(accessFastQuery); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // PolicyHash returns the hash of the policy version now in force.
