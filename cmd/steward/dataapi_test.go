@@ -647,3 +647,99 @@ func detailsOf(cats []string, duration string, max int) string {
 	return `[{"type":"steward_customer_data","categories":` + string(b) + `,"purpose":"DirectMarketing",` +
 		`"duration":"` + duration + `","frequency":{"max":` + itoa(max) + `,"per":"P1D"}}]`
 }
+
+// firmToken is a DPoP-bound client-credentials token with scope firm.
+func (e *dataEnv) firmToken(t *testing.T, c *firmclient.Client) string {
+	t.Helper()
+	tok, err := c.ClientCredentials(t.Context(), dataapi.ScopeFirm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(tok.TokenType, "DPoP") {
+		t.Fatalf("firm token type %q, want DPoP", tok.TokenType)
+	}
+	return tok.AccessToken
+}
+
+// TestDataAPIDeletionAfterRevocation: the customer revokes; the consent's
+// own token stops working at once; the firm lists its consents with a firm
+// token, sees the revocation and attests deletion once, which is on the
+// ledger. A firm token never fetches data.
+func TestDataAPIDeletionAfterRevocation(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	firmTok := e.firmToken(t, e.client)
+	if r := e.fetch(t, e.client, id, "", firmTok); r.Status != http.StatusForbidden {
+		t.Errorf("fetch with a firm token: %d %s, want 403", r.Status, r.Body)
+	}
+	attest := func(token, body string) firmclient.Response {
+		r, err := e.client.Do(ctx, http.MethodPost, "/v1/consents/"+string(id)+"/deletion", nil, []byte(body), token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := attest(firmTok, `{}`); r.Status != http.StatusConflict {
+		t.Errorf("deletion attested while the consent is live: %d %s", r.Status, r.Body)
+	}
+
+	if _, err := consent.New(e.st, nil, time.Now).Revoke(ctx, e.alice.ID, id, "no longer"); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusUnauthorized {
+		t.Errorf("the revoked consent's token: %d %s, want 401 (token revoked with the consent)", r.Status, r.Body)
+	}
+
+	r, err := e.client.Do(ctx, http.MethodGet, "/v1/firm/consents?state=revoked", nil, nil, firmTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list dataapi.ConsentList
+	if r.Status != http.StatusOK || r.JSON(&list) != nil || len(list.Consents) != 1 || list.Consents[0].ID != id {
+		t.Fatalf("firm's revoked consents: %d %s", r.Status, r.Body)
+	}
+	for _, q := range []string{"state=bogus", "limit=0", "limit=abc", "after=x", "customer=alice"} {
+		r, err := e.client.Do(ctx, http.MethodGet, "/v1/firm/consents?"+q, nil, nil, firmTok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != http.StatusBadRequest {
+			t.Errorf("listing with %s: %d, want 400", q, r.Status)
+		}
+	}
+
+	if r := attest(firmTok, `{"categories":["Financial"]}`); r.Status != http.StatusBadRequest {
+		t.Errorf("deletion of a category never granted: %d %s", r.Status, r.Body)
+	}
+	r = attest(firmTok, `{"categories":["Contact","Preference"]}`)
+	var att dataapi.Attested
+	if r.Status != http.StatusCreated || r.JSON(&att) != nil || att.Receipt == nil {
+		t.Fatalf("deletion attestation: %d %s", r.Status, r.Body)
+	}
+	if r := attest(firmTok, `{}`); r.Status != http.StatusConflict {
+		t.Errorf("second attestation: %d %s, want 409", r.Status, r.Body)
+	}
+	if got := e.ledgerEntries(t, id, broker.EntryDeletionAttested, 1); len(got) != 1 {
+		t.Errorf("%d deletion.attested entries, want 1", len(got))
+	}
+	// The other firm can neither see nor attest for this consent.
+	otherFirmTok := e.firmToken(t, e.otherCl)
+	r, err = e.otherCl.Do(ctx, http.MethodGet, "/v1/consents/"+string(id), nil, nil, otherFirmTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != http.StatusNotFound {
+		t.Errorf("another firm's view of the consent: %d %s", r.Status, r.Body)
+	}
+	r, err = e.otherCl.Do(ctx, http.MethodGet, "/v1/firm/consents", nil, nil, otherFirmTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != http.StatusOK || strings.Contains(string(r.Body), string(id)) {
+		t.Errorf("another firm's listing shows our consent: %d %s", r.Status, r.Body)
+	}
+}
