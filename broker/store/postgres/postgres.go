@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -113,9 +114,7 @@ func (s *Store) Ledger() *relational.Ledger {
 		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
 			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
 		},
-		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
-			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
-		},
+		View: s.read,
 	}
 }
 
@@ -125,9 +124,7 @@ func (s *Store) OAuth() *relational.OAuth {
 		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
 			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
 		},
-		View: func(ctx context.Context, fn func(*relational.Tx) error) error {
-			return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
-		},
+		View: s.read,
 		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
 			ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
 			if err != nil {
@@ -196,9 +193,58 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
 }
 
+// View runs fn's reads on one pooled connection, each statement on its
+// own. Under PostgreSQL's READ COMMITTED isolation, which Update uses too,
+// a read-only transaction would give fn the same view (every statement
+// sees what was committed before it began) at the cost of two more round
+// trips, BEGIN and COMMIT, on every read path (token introspection, client
+// lookups, receipts). fn cannot write: relational.Tx refuses writes
+// unless Writable.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, false, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+	return s.read(ctx, func(tx *relational.Tx) error { return fn(tx) })
 }
+
+func (s *Store) read(ctx context.Context, fn func(*relational.Tx) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: acquire: %w", err)
+	}
+	defer conn.Release()
+	return fn(&relational.Tx{Q: connQuerier{conn}, D: dialect, Writable: false})
+}
+
+// connQuerier adapts a pooled connection to relational.Querier for View.
+// Outside a read-only transaction nothing in the database stops a write,
+// so it runs SELECT statements only and refuses anything else.
+type connQuerier struct{ c *pgxpool.Conn }
+
+// errReadOnly is what a write attempted in View returns.
+var errReadOnly = fmt.Errorf("postgres: write in a read-only view: %w", errors.ErrUnsupported)
+
+func selectOnly(sql string) bool {
+	sql = strings.TrimLeft(sql, " \t\r\n(")
+	return len(sql) >= 6 && strings.EqualFold(sql[:6], "SELECT")
+}
+
+func (q connQuerier) Exec(context.Context, string, ...any) (int64, error) { return 0, errReadOnly }
+
+func (q connQuerier) QueryRow(ctx context.Context, sql string, args ...any) relational.Row {
+	if !selectOnly(sql) {
+		return errRow{errReadOnly}
+	}
+	return q.c.QueryRow(ctx, sql, args...)
+}
+
+func (q connQuerier) Query(ctx context.Context, sql string, args ...any) (relational.Rows, error) {
+	if !selectOnly(sql) {
+		return nil, errReadOnly
+	}
+	return q.c.Query(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func (s *Store) run(ctx context.Context, opts pgx.TxOptions, writable bool, fn func(*relational.Tx, pgx.Tx) error) error {
 	ptx, err := s.pool.BeginTx(ctx, opts)

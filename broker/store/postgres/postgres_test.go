@@ -1,10 +1,12 @@
 package postgres_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/postgres"
 	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
@@ -90,3 +92,22 @@ func benchStore(b *testing.B) store.Store {
 
 func BenchmarkConsentWrite(b *testing.B) { storetest.BenchConsentWrite(b, benchStore(b)) }
 func BenchmarkConsentRead(b *testing.B)  { storetest.BenchConsentRead(b, benchStore(b)) }
+
+// TestViewRefusesWrites: View runs outside a transaction, so it must
+// refuse any statement but SELECT itself.
+func TestViewRefusesWrites(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	c := storetest.NewCustomer("viewer")
+	err := s.View(ctx, func(tx store.Tx) error { return tx.CreateCustomer(ctx, c) })
+	if !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("CreateCustomer in View: %v, want ErrUnsupported", err)
+	}
+	err = s.View(ctx, func(tx store.Tx) error {
+		_, err := tx.GetCustomer(ctx, c.ID)
+		return err
+	})
+	if !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("the refused write left a row, or reads fail: %v", err)
+	}
+}
