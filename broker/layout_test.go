@@ -17,6 +17,8 @@ var mustNotImport = map[string][]string{
 	"broker/ledger":          {"broker/consent", "broker/oauth", "broker/policy", "github.com/jackc/pgx/"},
 	"broker/oauth":           {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/ledger", "web"},
 	"broker/httpapi":         {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "github.com/jackc/pgx/"},
+	"broker/dataapi":         {"broker/store/postgres", "broker/store/sqlite", "github.com/jackc/pgx/", "web"},
+	"broker/firmclient":      {"broker/store/", "broker/oauth", "broker/policy", "broker/ledger", "web"},
 	"broker/audit":           {"broker/oauth", "web"},
 	"broker/customerapi":     {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/oauth", "web", "github.com/jackc/pgx/"},
 	"broker/notify":          {"broker/store/postgres", "broker/store/sqlite", "broker/oauth", "web"},
