@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -166,8 +167,15 @@ type detailView struct {
 }
 
 func (p *Provider) render(w http.ResponseWriter, name string, status int, pg page) {
+	p.writePage(w, p.pages, name, status, pg)
+}
+
+// writePage renders a browser page from t with the headers every page
+// gets: no caching, no sniffing, no framing, no referrer, a strict CSP and,
+// on https, HSTS.
+func (p *Provider) writePage(w http.ResponseWriter, t *template.Template, name string, status int, data any) {
 	var buf bytes.Buffer
-	if err := p.pages.ExecuteTemplate(&buf, name, pg); err != nil {
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
 		p.cfg.Logger.LogAttrs(context.Background(), slog.LevelError, "render page", slog.String("page", name), slog.Any("error", err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
@@ -179,7 +187,7 @@ func (p *Provider) render(w http.ResponseWriter, name string, status int, pg pag
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	if strings.HasPrefix(p.cfg.Issuer, "https://") {
+	if p.secure() {
 		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 	}
 	w.WriteHeader(status)

@@ -660,24 +660,7 @@ type requestView struct {
 
 // renderAccount renders an account page with the consent screen's headers.
 func (p *Provider) renderAccount(w http.ResponseWriter, name string, status int, pg accountPage) {
-	var buf strings.Builder
-	if err := p.account.ExecuteTemplate(&buf, name, pg); err != nil {
-		p.cfg.Logger.LogAttrs(context.Background(), slog.LevelError, "render page", slog.String("page", name), slog.Any("error", err))
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	if p.secure() {
-		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(buf.String()))
+	p.writePage(w, p.account, name, status, pg)
 }
 
 // accountNext is where a sign-in returns to: one of the account pages.

@@ -24,7 +24,7 @@ import (
 	"github.com/stewardhq/steward/broker/notify"
 	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/oauth/dpop"
-	"github.com/stewardhq/steward/broker/oauth/rar"
+	"github.com/stewardhq/steward/broker/oauthconsent"
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store"
@@ -48,69 +48,8 @@ type cibaEnv struct {
 	svc   *consent.Service
 }
 
-// decoupledFor connects decoupled requests to broker/consent the way
-// cmd/steward does.
-func decoupledFor(svc *consent.Service) oauth.Decoupled {
-	texts := func(rs []broker.Reason) []string {
-		var out []string
-		for _, r := range rs {
-			out = append(out, r.Text)
-		}
-		return out
-	}
-	one := func(raw json.RawMessage) (rar.Detail, error) {
-		ds, err := rar.Parse(string(raw), rar.Options{})
-		if err != nil || len(ds) != 1 {
-			return rar.Detail{}, broker.ErrInvalid
-		}
-		return ds[0], nil
-	}
-	grantedDetails := func(c broker.Consent, asked rar.Detail) (json.RawMessage, error) {
-		enc, err := rar.Encode([]rar.Detail{rar.FromScope(c.Granted, asked)})
-		return json.RawMessage(enc), err
-	}
-	return oauth.Decoupled{
-		Request: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, c broker.Client, requested json.RawMessage) (oauth.DecoupledOutcome, error) {
-			d, err := one(requested)
-			if err != nil {
-				return oauth.DecoupledOutcome{}, err
-			}
-			out, err := svc.RequestIn(ctx, tx, customer, c.FirmID, c.ID, broker.DataRequest{Scope: rar.ToScope(d)})
-			if err != nil {
-				return oauth.DecoupledOutcome{}, err
-			}
-			res := oauth.DecoupledOutcome{ConsentID: out.Consent.ID, State: out.Consent.State, Reasons: texts(out.Decision.Reasons)}
-			if res.State == broker.ConsentGranted {
-				res.Details, err = grantedDetails(out.Consent, d)
-			}
-			return res, err
-		},
-		Answer: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID, granted json.RawMessage) (oauth.DecoupledOutcome, error) {
-			if granted == nil {
-				c, err := svc.RefuseIn(ctx, tx, customer, id, "refused in the account pages")
-				return oauth.DecoupledOutcome{ConsentID: c.ID, State: c.State}, err
-			}
-			d, err := one(granted)
-			if err != nil {
-				return oauth.DecoupledOutcome{}, err
-			}
-			sc := rar.ToScope(d)
-			c, err := svc.ApproveIn(ctx, tx, customer, id, &sc)
-			if err != nil {
-				return oauth.DecoupledOutcome{}, err
-			}
-			res := oauth.DecoupledOutcome{ConsentID: c.ID, State: c.State}
-			if c.State == broker.ConsentGranted {
-				res.Details, err = grantedDetails(c, d)
-			}
-			return res, err
-		},
-		Lapse: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, id broker.ConsentID) error {
-			_, err := svc.LapseIn(ctx, tx, customer, id)
-			return err
-		},
-	}
-}
+// decoupledFor is the adapter cmd/steward wires.
+func decoupledFor(svc *consent.Service) oauth.Decoupled { return oauthconsent.Decoupled(svc) }
 
 func newCIBAEnv(t *testing.T, s backend.Migrator, withDPoP bool, mod func(*oauth.Decoupled)) *cibaEnv {
 	t.Helper()

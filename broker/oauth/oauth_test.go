@@ -26,6 +26,7 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/oauth"
+	"github.com/stewardhq/steward/broker/oauthconsent"
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store"
@@ -158,51 +159,8 @@ func newEnvConfig(t testing.TB, s backend.Migrator, mod func(*oauth.Config)) *en
 	return e
 }
 
-// consentFunc connects the authorization endpoint to broker/consent the
-// way cmd/steward does: the firm's request is decided under the
-// customer's terms, then the customer's answer settles an "ask".
-func consentFunc(svc *consent.Service) oauth.ConsentFunc {
-	scope := func(raw json.RawMessage) (broker.Scope, error) {
-		var ds []struct {
-			Categories []string `json:"categories"`
-			Purpose    string   `json:"purpose"`
-			Duration   string   `json:"duration"`
-		}
-		if err := json.Unmarshal(raw, &ds); err != nil || len(ds) != 1 {
-			return broker.Scope{}, broker.ErrInvalid
-		}
-		d, err := broker.ParseDuration(ds[0].Duration)
-		return broker.Scope{Categories: ds[0].Categories, Purpose: ds[0].Purpose, Duration: d}, err
-	}
-	return func(ctx context.Context, req oauth.ConsentRequest) (oauth.ConsentOutcome, error) {
-		asked, err := scope(req.Requested)
-		if err != nil {
-			return oauth.ConsentOutcome{}, err
-		}
-		out, err := svc.Request(ctx, req.Customer, req.Client.FirmID, req.Client.ID, broker.DataRequest{Scope: asked})
-		if err != nil {
-			return oauth.ConsentOutcome{}, err
-		}
-		c := out.Consent
-		if c.State == broker.ConsentRequested {
-			if !req.Approved {
-				c, err = svc.Refuse(ctx, req.Customer, c.ID, "refused on the consent screen")
-			} else {
-				var granted broker.Scope
-				if granted, err = scope(req.Granted); err == nil {
-					c, err = svc.Approve(ctx, req.Customer, c.ID, &granted)
-				}
-			}
-			if err != nil {
-				return oauth.ConsentOutcome{}, err
-			}
-		}
-		if c.State != broker.ConsentGranted || !req.Approved {
-			return oauth.ConsentOutcome{ConsentID: c.ID}, nil
-		}
-		return oauth.ConsentOutcome{ConsentID: c.ID, Granted: true, Details: req.Granted}, nil
-	}
-}
+// consentFunc is the adapter cmd/steward wires: the real consent flow.
+func consentFunc(svc *consent.Service) oauth.ConsentFunc { return oauthconsent.Func(svc) }
 
 // regulatorClient registers a regulator with an EdDSA client and returns it.
 func (e *env) regulatorClient(t testing.TB) testClient {

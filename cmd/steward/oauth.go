@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -18,11 +17,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/stewardhq/steward/broker"
-	"github.com/stewardhq/steward/broker/consent"
 	"github.com/stewardhq/steward/broker/oauth"
 	"github.com/stewardhq/steward/broker/oauth/dpop"
-	"github.com/stewardhq/steward/broker/oauth/rar"
+	"github.com/stewardhq/steward/broker/oauthconsent"
 	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store/backend"
 	"github.com/stewardhq/steward/web"
@@ -117,8 +114,8 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	}
 	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
-		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: decoupledConsent(svc),
-		JWKSAllowLoopback: c.OAuthJWKSAllowLoopback}, s.OAuth(), consentFunc(svc))
+		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: oauthconsent.Decoupled(svc),
+		JWKSAllowLoopback: c.OAuthJWKSAllowLoopback}, s.OAuth(), oauthconsent.Func(svc))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,52 +155,4 @@ func newDPoPValidator(secret []byte, storage oauth.Storage) (*dpop.Validator, er
 		return nil, fmt.Errorf("dpop nonces: %w", err)
 	}
 	return dpop.NewValidator(dpop.Config{Replay: oauth.NewReplayCache(storage, nil), Nonces: nonces})
-}
-
-// scopeOf converts authorization details (exactly one steward_customer_data
-// object, checked by rar.Parse) to the consent scope they ask for.
-func scopeOf(raw json.RawMessage) (broker.Scope, error) {
-	ds, err := rar.Parse(string(raw), rar.Options{})
-	if err != nil {
-		return broker.Scope{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
-	}
-	if len(ds) != 1 {
-		return broker.Scope{}, fmt.Errorf("%w: want exactly one authorization detail", broker.ErrInvalid)
-	}
-	return rar.ToScope(ds[0]), nil
-}
-
-// consentFunc connects the authorization endpoint to broker/consent: the
-// firm's request is decided at once under the customer's terms and the
-// regulatory rules; when the policy asks, the customer's answer on the
-// consent screen approves (possibly narrowed) or refuses it.
-func consentFunc(svc *consent.Service) oauth.ConsentFunc {
-	return func(ctx context.Context, req oauth.ConsentRequest) (oauth.ConsentOutcome, error) {
-		asked, err := scopeOf(req.Requested)
-		if err != nil {
-			return oauth.ConsentOutcome{}, err
-		}
-		out, err := svc.Request(ctx, req.Customer, req.Client.FirmID, req.Client.ID, broker.DataRequest{Scope: asked})
-		if err != nil {
-			return oauth.ConsentOutcome{}, err
-		}
-		c := out.Consent
-		if c.State == broker.ConsentRequested {
-			if !req.Approved {
-				c, err = svc.Refuse(ctx, req.Customer, c.ID, "refused on the consent screen")
-			} else {
-				var granted broker.Scope
-				if granted, err = scopeOf(req.Granted); err == nil {
-					c, err = svc.Approve(ctx, req.Customer, c.ID, &granted)
-				}
-			}
-			if err != nil {
-				return oauth.ConsentOutcome{}, err
-			}
-		}
-		if c.State != broker.ConsentGranted || !req.Approved {
-			return oauth.ConsentOutcome{ConsentID: c.ID}, nil
-		}
-		return oauth.ConsentOutcome{ConsentID: c.ID, Granted: true, Details: req.Granted}, nil
-	}
 }

@@ -1,4 +1,9 @@
-package main
+// Package oauthconsent connects the authorization server (broker/oauth),
+// which asks about consent through funcs it declares, to the consent use
+// cases (broker/consent). It is the one place both are imported together,
+// so that neither depends on the other: cmd/steward wires it, and the
+// oauth package's own tests use it to run against the real consent flow.
+package oauthconsent
 
 import (
 	"context"
@@ -12,12 +17,60 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 )
 
-// decoupledConsent connects decoupled (CIBA) requests to broker/consent,
+// scopeOf converts authorization details (exactly one steward_customer_data
+// object, checked by rar.Parse) to the consent scope they ask for.
+func scopeOf(raw json.RawMessage) (broker.Scope, error) {
+	ds, err := rar.Parse(string(raw), rar.Options{})
+	if err != nil {
+		return broker.Scope{}, fmt.Errorf("%w: %w", broker.ErrInvalid, err)
+	}
+	if len(ds) != 1 {
+		return broker.Scope{}, fmt.Errorf("%w: want exactly one authorization detail", broker.ErrInvalid)
+	}
+	return rar.ToScope(ds[0]), nil
+}
+
+// Func connects the authorization endpoint to broker/consent: the
+// firm's request is decided at once under the customer's terms and the
+// regulatory rules; when the policy asks, the customer's answer on the
+// consent screen approves (possibly narrowed) or refuses it.
+func Func(svc *consent.Service) oauth.ConsentFunc {
+	return func(ctx context.Context, req oauth.ConsentRequest) (oauth.ConsentOutcome, error) {
+		asked, err := scopeOf(req.Requested)
+		if err != nil {
+			return oauth.ConsentOutcome{}, err
+		}
+		out, err := svc.Request(ctx, req.Customer, req.Client.FirmID, req.Client.ID, broker.DataRequest{Scope: asked})
+		if err != nil {
+			return oauth.ConsentOutcome{}, err
+		}
+		c := out.Consent
+		if c.State == broker.ConsentRequested {
+			if !req.Approved {
+				c, err = svc.Refuse(ctx, req.Customer, c.ID, "refused on the consent screen")
+			} else {
+				var granted broker.Scope
+				if granted, err = scopeOf(req.Granted); err == nil {
+					c, err = svc.Approve(ctx, req.Customer, c.ID, &granted)
+				}
+			}
+			if err != nil {
+				return oauth.ConsentOutcome{}, err
+			}
+		}
+		if c.State != broker.ConsentGranted || !req.Approved {
+			return oauth.ConsentOutcome{ConsentID: c.ID}, nil
+		}
+		return oauth.ConsentOutcome{ConsentID: c.ID, Granted: true, Details: req.Granted}, nil
+	}
+}
+
+// Decoupled connects decoupled (CIBA) requests to broker/consent,
 // inside the provider's transactions: the firm's request is decided under
 // the customer's terms and the regulatory rules; when the policy asks, the
 // customer's answer in the account pages approves (possibly narrowed) or
 // refuses it.
-func decoupledConsent(svc *consent.Service) oauth.Decoupled {
+func Decoupled(svc *consent.Service) oauth.Decoupled {
 	return oauth.Decoupled{
 		Request: func(ctx context.Context, tx store.Tx, customer broker.CustomerID, c broker.Client, requested json.RawMessage) (oauth.DecoupledOutcome, error) {
 			asked, err := oneDetail(requested)
