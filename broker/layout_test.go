@@ -19,6 +19,7 @@ var mustNotImport = map[string][]string{
 	"broker/httpapi":         {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "github.com/jackc/pgx/"},
 	"broker/dataapi":         {"broker/store/postgres", "broker/store/sqlite", "github.com/jackc/pgx/", "web"},
 	"broker/firmclient":      {"broker/store/", "broker/oauth", "broker/policy", "broker/ledger", "web"},
+	"broker/oauthconsent":    {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/ledger", "net/http", "web"},
 	"broker/audit":           {"broker/oauth", "web"},
 	"broker/customerapi":     {"broker/store/postgres", "broker/store/sqlite", "broker/policy", "broker/oauth", "web", "github.com/jackc/pgx/"},
 	"broker/notify":          {"broker/store/postgres", "broker/store/sqlite", "broker/oauth", "web"},
