@@ -33,7 +33,9 @@
 package dataapi
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 
 	"context"
 	"errors"
@@ -67,7 +69,39 @@ type Token struct {
 	Scopes    []string
 	// JKT is the thumbprint of the DPoP key the token is bound to.
 	JKT string
+
+	// proof is the replay key of the request's DPoP proof, recorded in
+	// the request's transaction (see update).
+	proof *proofSlot
 }
+
+// proofSlot carries a validated DPoP proof's replay key from validation
+// to the request's transaction.
+type proofSlot struct {
+	key string
+	exp time.Time
+}
+
+type proofSlotKey struct{}
+
+// txReplay is the Data API's dpop.ReplayCache: instead of recording the
+// proof on its own (a transaction and a disk flush of its own), it hands
+// the key to the request, whose transaction records it with what the
+// request does (Tx.UseDPoPProof) or refuses the request as a replay.
+type txReplay struct{}
+
+func (txReplay) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
+	slot, ok := ctx.Value(proofSlotKey{}).(*proofSlot)
+	if !ok {
+		return false, errors.New("dataapi: proof validated outside a request")
+	}
+	sum := sha256.Sum256([]byte(key))
+	slot.key, slot.exp = hex.EncodeToString(sum[:]), exp
+	return false, nil
+}
+
+// errReplayed is a request whose DPoP proof was already used.
+var errReplayed = dpop.ErrResourceInvalidProof.WithHint("The DPoP proof was used before.")
 
 // ErrInactive is what Introspect returns for an unknown, expired or
 // revoked token.
@@ -109,6 +143,8 @@ type Config struct {
 type API struct {
 	cfg    Config
 	router chi.Router
+	// dpop is cfg.DPoP recording proofs in the request's transaction.
+	dpop *dpop.Validator
 	// explicit remembers, per consent, whether the customer granted it
 	// themselves. A consent's grant event never changes, so this is not a
 	// cached decision: the access decision is still made on every request.
@@ -134,7 +170,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Kick == nil {
 		cfg.Kick = func() {}
 	}
-	a := &API{cfg: cfg}
+	a := &API{cfg: cfg, dpop: cfg.DPoP.WithReplay(txReplay{})}
 	r := chi.NewRouter()
 	r.Get("/v1/consents/{id}/data", a.withToken(a.fetch))
 	r.Post("/v1/consents/{id}/returned-data", a.withToken(a.returnData))
@@ -181,10 +217,37 @@ func (a *API) authenticate(r *http.Request) (Token, error) {
 	if tok.FirmID == "" {
 		return Token{}, dpop.ErrInvalidToken.WithHint("The access token was not issued to a firm.")
 	}
-	if _, err := a.cfg.DPoP.CheckBinding(r.Context(), dpop.PresentationFrom(r, a.cfg.PublicURL+r.URL.EscapedPath()), tok.JKT); err != nil {
+	slot := &proofSlot{}
+	ctx := context.WithValue(r.Context(), proofSlotKey{}, slot)
+	if _, err := a.dpop.CheckBinding(ctx, dpop.PresentationFrom(r, a.cfg.PublicURL+r.URL.EscapedPath()), tok.JKT); err != nil {
 		return Token{}, err
 	}
+	if slot.key == "" {
+		return Token{}, errors.New("dataapi: the DPoP validator recorded no proof")
+	}
+	tok.proof = slot
 	return tok, nil
+}
+
+// update runs fn in a read-write transaction that first records the
+// request's DPoP proof, so a replayed proof is refused and an accepted
+// one is remembered exactly when what the request did commits. (A request
+// that fails and rolls back leaves its proof unrecorded; it changed
+// nothing, so replaying it gains nothing.)
+func (a *API) update(ctx context.Context, tok Token, fn func(tx store.Tx) error) error {
+	return a.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		if tok.proof == nil {
+			return errors.New("dataapi: no DPoP proof to record")
+		}
+		err := tx.UseDPoPProof(ctx, tok.proof.key, tok.proof.exp, a.now())
+		if errors.Is(err, broker.ErrConflict) {
+			return errReplayed
+		}
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // refuseToken answers a request whose token or proof was refused.
@@ -274,6 +337,10 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, tok Token, err 
 	if errors.Is(err, broker.ErrNotFound) || errors.Is(err, broker.ErrForbidden) {
 		a.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "data api refused a request", slog.String("path", r.URL.Path),
 			slog.String("firm", string(tok.FirmID)), slog.String("client", string(tok.ClientID)), slog.Any("error", err))
+	}
+	if errors.Is(err, errReplayed) {
+		a.refuseToken(w, r, err)
+		return
 	}
 	httpapi.WriteError(w, r, a.cfg.Logger, err)
 }

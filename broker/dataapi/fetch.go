@@ -156,7 +156,7 @@ func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 		return
 	}
 	var out outcome
-	err = a.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err = a.update(r.Context(), tok, func(tx store.Tx) error {
 		var err error
 		out, err = a.disclose(r.Context(), tx, r, tok, q)
 		return err

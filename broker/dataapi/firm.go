@@ -66,7 +66,7 @@ func (a *API) view(ctx context.Context, tx store.Tx, c broker.Consent) (ConsentV
 func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 	ctx := r.Context()
 	var v ConsentView
-	err := a.cfg.Store.View(ctx, func(tx store.Tx) error {
+	err := a.update(ctx, tok, func(tx store.Tx) error {
 		ac, err := a.accessContext(ctx, tx, r, tok, true)
 		if err != nil {
 			return err
@@ -152,7 +152,7 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request, tok Token) {
 		f.Page.Limit = n
 	}
 	out := ConsentList{Consents: []ConsentView{}}
-	err := a.cfg.Store.View(r.Context(), func(tx store.Tx) error {
+	err := a.update(r.Context(), tok, func(tx store.Tx) error {
 		cs, err := tx.ListConsents(r.Context(), f)
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func (a *API) attestDeletion(w http.ResponseWriter, r *http.Request, tok Token) 
 		return
 	}
 	var out Attested
-	err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := a.update(r.Context(), tok, func(tx store.Tx) error {
 		ctx := r.Context()
 		c, err := a.consentFor(ctx, tx, r, tok, true)
 		if err != nil {
@@ -274,7 +274,7 @@ func (a *API) returnData(w http.ResponseWriter, r *http.Request, tok Token) {
 		return
 	}
 	var out Returned
-	err := a.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := a.update(r.Context(), tok, func(tx store.Tx) error {
 		ctx := r.Context()
 		c, err := a.consentFor(ctx, tx, r, tok, false)
 		if err != nil {

@@ -290,6 +290,12 @@ type Tx interface {
 	// ListWebhooks lists deliveries in a state ("" for all), by id.
 	ListWebhooks(ctx context.Context, state broker.WebhookState, p Page) ([]broker.WebhookDelivery, error)
 
+	// UseDPoPProof records an accepted DPoP proof's replay key (already
+	// hashed by the caller) until exp, in the caller's transaction;
+	// broker.ErrConflict if it is recorded and unexpired at now. It shares
+	// the table the authorization server's replay cache uses.
+	UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error
+
 	// StageLedgerEntry queues a canonical ledger entry to be sequenced
 	// into the log; it commits with the transaction or not at all.
 	StageLedgerEntry(ctx context.Context, entry []byte) error

@@ -743,3 +743,48 @@ func TestDataAPIDeletionAfterRevocation(t *testing.T) {
 		t.Errorf("another firm's listing shows our consent: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestDataAPIReplayedProof: a DPoP proof that did something is accepted
+// once; sent again with the same token it is refused on every route, and
+// a replayed fetch discloses nothing. (A request that failed changed
+// nothing; its replay fails the same way.)
+func TestDataAPIReplayedProof(t *testing.T) {
+	e := newDataEnv(t)
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+	// A first call fetches a nonce for the hand-made proofs.
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	for _, rt := range dataRoutes(id) {
+		proof, err := e.client.Proof(rt.method, e.base+rt.path, tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func() int {
+			req, _ := http.NewRequest(rt.method, e.base+rt.path, strings.NewReader(rt.body))
+			if rt.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+			req.Header.Set("DPoP", proof)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		first, second := send(), send()
+		switch {
+		case first == http.StatusUnauthorized:
+			t.Errorf("%s %s: the first use of a fresh proof was refused", rt.method, rt.path)
+		case first < 300 && second != http.StatusUnauthorized:
+			t.Errorf("%s %s: first %d, replay %d; want the replay refused with 401", rt.method, rt.path, first, second)
+		case first >= 300 && second != first:
+			t.Errorf("%s %s: first %d, replay %d; a failed request's replay must fail the same way", rt.method, rt.path, first, second)
+		}
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 2 {
+		t.Errorf("%d disclosures, want 2 (the first fetch and the first of the pair)", n)
+	}
+}

@@ -174,6 +174,15 @@ func NewValidator(c Config) (*Validator, error) {
 	return v, nil
 }
 
+// WithReplay returns a Validator like v (same algorithms, window, nonces
+// and clock) that remembers proofs in r instead. A resource server that
+// records each proof in its own database transaction uses it.
+func (v *Validator) WithReplay(r ReplayCache) *Validator {
+	w := *v
+	w.replay = r
+	return &w
+}
+
 // Algorithms returns the accepted algorithm names, for the
 // dpop_signing_alg_values_supported metadata and WWW-Authenticate challenges.
 func (v *Validator) Algorithms() []string { return append([]string(nil), v.names...) }

@@ -293,18 +293,21 @@ ON CONFLICT (proof_key) DO UPDATE SET expires_at = excluded.expires_at WHERE oau
 // transaction ctx carries, if any; Steward validates proofs before fosite
 // begins one, so a proof is recorded at once.
 func (o *OAuth) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error {
-	err := o.update(ctx, func(tx *Tx) error {
-		n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
-		if err != nil {
-			return tx.err(err)
-		}
-		if n == 0 {
-			return fmt.Errorf("%w: dpop proof already used", broker.ErrConflict)
-		}
-		return nil
-	})
+	return o.update(ctx, func(tx *Tx) error { return tx.UseDPoPProof(ctx, key, exp, now) })
+}
+
+// UseDPoPProof is OAuth.UseDPoPProof in the caller's transaction (a
+// resource server records the proof with what the request does).
+func (tx *Tx) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) error {
+	if err := tx.mustWrite("use dpop proof"); err != nil {
+		return err
+	}
+	n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
 	if err != nil {
-		return fmt.Errorf("use dpop proof: %w", err)
+		return fmt.Errorf("use dpop proof: %w", tx.err(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("use dpop proof: %w: already used", broker.ErrConflict)
 	}
 	return nil
 }
