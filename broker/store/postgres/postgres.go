@@ -189,8 +189,30 @@ func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
 	return out, err
 }
 
+// Update runs fn in a read-write transaction. A transaction PostgreSQL
+// aborts to break a deadlock (or a serialization failure) is run again,
+// from the start, up to updateAttempts times in all: two transactions
+// that lock the same rows in opposite orders (a revocation and a token
+// exchange racing on one consent) then both complete instead of one
+// failing. fn must not have effects outside the transaction.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+	var err error
+	for range updateAttempts {
+		err = s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// updateAttempts bounds how often Update runs a transaction PostgreSQL aborted.
+const updateAttempts = 3
+
+// retryable reports whether err is a deadlock or serialization failure.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.DeadlockDetected || pgErr.Code == pgerrcode.SerializationFailure)
 }
 
 // View runs fn's reads on one pooled connection, each statement on its
