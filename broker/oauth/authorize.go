@@ -257,6 +257,11 @@ const (
 // the throttle's storage failed (it is logged here).
 func (p *Provider) signIn(ctx context.Context, r *http.Request, handle, pw string) (broker.Customer, signInOutcome, time.Duration, error) {
 	th := p.throttleFor(r, handle)
+	// Attempts on one handle run one at a time, so parallel guesses cannot
+	// all pass the check before any of their failures is counted. (Across
+	// replicas each replica serializes its own: at most one guess per
+	// replica can slip past the limit.)
+	defer p.signingIn.lock(th.handle)()
 	blocked, wait, err := p.blocked(ctx, th)
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "login throttle", slog.Any("error", err))

@@ -231,6 +231,8 @@ type Provider struct {
 	cookieKey []byte
 	pages     *template.Template
 	account   *template.Template
+	// signingIn serializes sign-in attempts per handle (see signIn).
+	signingIn keyedMutex
 }
 
 // New composes the authorization server on storage (the OAuth tables)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stewardhq/steward/broker/oauth"
@@ -154,5 +155,40 @@ func TestLoginSuccessClearsHandle(t *testing.T) {
 	si = e.startSignIn(t)
 	if resp, body := si.try(t, "192.0.2.1", "alice", "wrong"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("failure after a success: %d %s, want 401 (the count restarted)", resp.StatusCode, body)
+	}
+}
+
+// TestLoginThrottleParallel: guesses sent at once are counted one by one,
+// so no more than the limit are checked against the password.
+func TestLoginThrottleParallel(t *testing.T) {
+	e := newEnvConfig(t, backendtest.Open(t, ""), func(c *oauth.Config) {
+		c.ClientIP = func(r *http.Request) string { return r.Header.Get("X-Test-IP") }
+	})
+	si := e.startSignIn(t)
+	// One page view first, so the parallel posts share one CSRF cookie.
+	si.b.get(e.srv.URL + oauth.PathLogin + "?interaction=" + url.QueryEscape(si.interaction))
+	const n = 12
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, _ := si.try(t, "192.0.2."+strconv.Itoa(i+1), "alice", "wrong")
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("parallel guess: %d", c)
+		}
+	}
+	if checked != oauth.DefaultLoginMaxFailures {
+		t.Errorf("%d of %d parallel guesses were checked, want exactly %d", checked, n, oauth.DefaultLoginMaxFailures)
 	}
 }
