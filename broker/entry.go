@@ -112,7 +112,7 @@ var entryRules = map[EntryType]struct{ required, optional entryField }{
 	EntryConsentExpired:   {fFirm | fCustomer | fConsent, 0},
 	EntryDisclosure:       {fFirm | fCustomer | fConsent | fCategories | fPurpose | fDecision | fCommitment, fDisclosure | fTerms},
 	EntryDataReturned:     {fFirm | fCustomer | fCategories | fCommitment, fConsent | fDisclosure},
-	EntryDeletionAttested: {fFirm | fCustomer | fConsent, fCategories | fCommitment},
+	EntryDeletionAttested: {fFirm | fConsent, fCustomer | fCategories | fCommitment},
 	EntryFirmRegistered:   {fFirm, 0},
 	EntryFirmSuspended:    {fFirm, 0},
 	EntryPolicyBundle:     {fBundle, 0},

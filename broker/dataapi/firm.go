@@ -17,16 +17,19 @@ import (
 // ConsentView is a consent as its firm sees it: the customer only by
 // pseudonym, and what the firm may still fetch under it right now.
 type ConsentView struct {
-	ID          broker.ConsentID    `json:"id"`
-	Customer    broker.Pseudonym    `json:"customer"`
-	ClientID    broker.ClientID     `json:"client_id,omitempty"`
-	State       broker.ConsentState `json:"state"`
-	Requested   broker.Scope        `json:"requested"`
-	Granted     broker.Scope        `json:"granted"`
-	RequestedAt time.Time           `json:"requested_at"`
-	DecidedAt   time.Time           `json:"decided_at,omitzero"`
-	ExpiresAt   time.Time           `json:"expires_at,omitzero"`
-	EndedAt     time.Time           `json:"ended_at,omitzero"`
+	ID broker.ConsentID `json:"id"`
+	// Customer is the firm's pseudonym for the customer; empty, with
+	// CustomerErased set, once the customer was forgotten.
+	Customer       broker.Pseudonym    `json:"customer,omitempty"`
+	CustomerErased bool                `json:"customer_erased,omitempty"`
+	ClientID       broker.ClientID     `json:"client_id,omitempty"`
+	State          broker.ConsentState `json:"state"`
+	Requested      broker.Scope        `json:"requested"`
+	Granted        broker.Scope        `json:"granted"`
+	RequestedAt    time.Time           `json:"requested_at"`
+	DecidedAt      time.Time           `json:"decided_at,omitzero"`
+	ExpiresAt      time.Time           `json:"expires_at,omitzero"`
+	EndedAt        time.Time           `json:"ended_at,omitzero"`
 	// MayFetch is set on a single consent's view (not in listings).
 	MayFetch *MayFetch `json:"may_fetch,omitempty"`
 	// Deletion is the firm's deletion attestation, once made.
@@ -47,12 +50,23 @@ type MayFetch struct {
 	Window broker.Duration `json:"window,omitzero"`
 }
 
+// pseudonym is the firm's pseudonym for the consent's customer, or ""
+// when the customer was forgotten (the mapping is destroyed then, and a
+// new one is never made for them).
+func pseudonym(ctx context.Context, tx store.Tx, c broker.Consent) (broker.Pseudonym, error) {
+	psn, err := tx.LookupPseudonym(ctx, c.CustomerID, c.FirmID)
+	if errors.Is(err, broker.ErrNotFound) {
+		return "", nil
+	}
+	return psn, err
+}
+
 func (a *API) view(ctx context.Context, tx store.Tx, c broker.Consent) (ConsentView, error) {
-	psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
+	psn, err := pseudonym(ctx, tx, c)
 	if err != nil {
 		return ConsentView{}, err
 	}
-	v := ConsentView{ID: c.ID, Customer: psn, ClientID: c.ClientID, State: c.State, Requested: c.Requested, Granted: c.Granted,
+	v := ConsentView{ID: c.ID, Customer: psn, CustomerErased: psn == "", ClientID: c.ClientID, State: c.State, Requested: c.Requested, Granted: c.Granted,
 		RequestedAt: c.RequestedAt, DecidedAt: c.DecidedAt, ExpiresAt: c.ExpiresAt, EndedAt: c.EndedAt}
 	if del, err := tx.GetDeletionAttestation(ctx, c.ID); err == nil {
 		v.Deletion = &del
@@ -222,7 +236,9 @@ func (a *API) attestDeletion(w http.ResponseWriter, r *http.Request, tok Token) 
 		if err := tx.AttestDeletion(ctx, att); err != nil {
 			return err
 		}
-		psn, err := tx.Pseudonym(ctx, c.CustomerID, c.FirmID)
+		// A forgotten customer's entry names no pseudonym: the consent id
+		// links it to the consent's earlier entries.
+		psn, err := pseudonym(ctx, tx, c)
 		if err != nil {
 			return err
 		}

@@ -261,6 +261,10 @@ type Tx interface {
 	// Pseudonym returns the customer's pseudonym for the firm, creating it
 	// on first use.
 	Pseudonym(ctx context.Context, customer broker.CustomerID, firm broker.FirmID) (broker.Pseudonym, error)
+	// LookupPseudonym returns the customer's pseudonym for the firm
+	// without creating one: broker.ErrNotFound if there is none (never
+	// used, or the customer was forgotten).
+	LookupPseudonym(ctx context.Context, customer broker.CustomerID, firm broker.FirmID) (broker.Pseudonym, error)
 	// ResolvePseudonym maps a firm's pseudonym back to the customer, only
 	// for that firm.
 	ResolvePseudonym(ctx context.Context, firm broker.FirmID, p broker.Pseudonym) (broker.CustomerID, error)

@@ -788,3 +788,55 @@ func TestDataAPIReplayedProof(t *testing.T) {
 		t.Errorf("%d disclosures, want 2 (the first fetch and the first of the pair)", n)
 	}
 }
+
+// TestDataAPIAfterErasure: once the customer is forgotten, the firm still
+// sees and lists the (ended) consent, without a pseudonym, and attests
+// deletion with an entry that names no customer; no new pseudonym is
+// made for the forgotten customer.
+func TestDataAPIAfterErasure(t *testing.T) {
+	e := newDataEnv(t)
+	ctx := t.Context()
+	tok, id := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	err := e.st.Update(ctx, func(tx store.Tx) error {
+		if _, err := consent.EndAll(ctx, tx, e.bob.ID, time.Now(), "erased"); err != nil {
+			return err
+		}
+		return tx.ForgetCustomer(ctx, e.bob.ID, broker.NewTombstone())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firmTok := e.firmToken(t, e.client)
+	r, err := e.client.Do(ctx, http.MethodGet, "/v1/consents/"+string(id), nil, nil, firmTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v dataapi.ConsentView
+	if r.Status != http.StatusOK || r.JSON(&v) != nil || !v.CustomerErased || v.Customer != "" || v.State != broker.ConsentRevoked {
+		t.Fatalf("view of a forgotten customer's consent: %d %s", r.Status, r.Body)
+	}
+	if r, err = e.client.Do(ctx, http.MethodGet, "/v1/firm/consents", nil, nil, firmTok); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("listing with a forgotten customer's consent: %v %d %s", err, r.Status, r.Body)
+	}
+	r, err = e.client.Do(ctx, http.MethodPost, "/v1/consents/"+string(id)+"/deletion", nil, []byte(`{}`), firmTok)
+	var att dataapi.Attested
+	if err != nil || r.Status != http.StatusCreated || r.JSON(&att) != nil {
+		t.Fatalf("attestation after erasure: %v %d %s", err, r.Status, r.Body)
+	}
+	ent, err := broker.ParseEntry(att.Receipt.Entry)
+	if err != nil || ent.Customer != "" || ent.Consent != id {
+		t.Errorf("deletion.attested after erasure: %+v %v", ent, err)
+	}
+	err = e.st.View(ctx, func(tx store.Tx) error {
+		if p, err := tx.LookupPseudonym(ctx, e.bob.ID, e.firm.ID); err == nil {
+			t.Errorf("a pseudonym %s was made for the forgotten customer", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -266,6 +266,15 @@ func (tx *Tx) Pseudonym(ctx context.Context, customer broker.CustomerID, firm br
 	return broker.Pseudonym(p), nil
 }
 
+func (tx *Tx) LookupPseudonym(ctx context.Context, customer broker.CustomerID, firm broker.FirmID) (broker.Pseudonym, error) {
+	var p string
+	err := newScanner(tx.D).str(&p).from(tx.Q.QueryRow(ctx, `SELECT pseudonym FROM pseudonyms WHERE customer_id = $1 AND firm_id = $2`, customer, firm))
+	if err != nil {
+		return "", fmt.Errorf("pseudonym of %s for %s: %w", customer, firm, err)
+	}
+	return broker.Pseudonym(p), nil
+}
+
 func (tx *Tx) ResolvePseudonym(ctx context.Context, firm broker.FirmID, p broker.Pseudonym) (broker.CustomerID, error) {
 	var c string
 	err := newScanner(tx.D).str(&c).from(tx.Q.QueryRow(ctx, `SELECT customer_id FROM pseudonyms WHERE firm_id = $1 AND pseudonym = $2`, firm, string(p)))

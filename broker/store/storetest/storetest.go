@@ -1002,6 +1002,11 @@ func testPseudonyms(t *testing.T, s store.Store) {
 	g := NewFirm("Globex Insurance", "insurance")
 	update(t, s, func(tx store.Tx) error { return tx.CreateFirm(ctx, g) })
 	var pf, pg, again broker.Pseudonym
+	view(t, s, func(tx store.Tx) error {
+		_, err := tx.LookupPseudonym(ctx, c.ID, f.ID)
+		wantErr(t, err, broker.ErrNotFound)
+		return nil
+	})
 	update(t, s, func(tx store.Tx) (err error) {
 		if pf, err = tx.Pseudonym(ctx, c.ID, f.ID); err != nil {
 			return err
@@ -1022,6 +1027,13 @@ func testPseudonyms(t *testing.T, s store.Store) {
 	wg.Wait()
 	view(t, s, func(tx store.Tx) (err error) {
 		again, err = tx.Pseudonym(ctx, c.ID, f.ID)
+		if err != nil {
+			return err
+		}
+		looked, err := tx.LookupPseudonym(ctx, c.ID, f.ID)
+		if looked != again {
+			t.Errorf("LookupPseudonym = %q, Pseudonym = %q", looked, again)
+		}
 		return err
 	})
 	if pf == pg || pf == "" {
