@@ -32,6 +32,8 @@ const migrationLockID = 0x5374657761726400 // "Steward\0"
 // Store is a store.Store on PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	// reads serves View: its sessions are default_transaction_read_only.
+	reads *pgxpool.Pool
 }
 
 var dialect = &relational.Dialect{
@@ -100,9 +102,18 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
-	if err := s.Ping(ctx); err != nil {
+	// View's connections are read-only in the database itself: whatever a
+	// statement is, it cannot write outside a transaction.
+	rc := pc.Copy()
+	rc.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	reads, err := pgxpool.NewWithConfig(ctx, rc)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool, reads: reads}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -149,7 +160,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	s.reads.Close()
+}
 
 // Migrate applies pending migrations and seeds the taxonomy, returning the
 // versions applied (none when the schema is current).
@@ -227,7 +241,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 func (s *Store) read(ctx context.Context, fn func(*relational.Tx) error) error {
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.reads.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: acquire: %w", err)
 	}
@@ -236,8 +250,9 @@ func (s *Store) read(ctx context.Context, fn func(*relational.Tx) error) error {
 }
 
 // connQuerier adapts a pooled connection to relational.Querier for View.
-// Outside a read-only transaction nothing in the database stops a write,
-// so it runs SELECT statements only and refuses anything else.
+// Its sessions are read-only (default_transaction_read_only), and it runs
+// SELECT statements only and refuses anything else before they reach the
+// database.
 type connQuerier struct{ c *pgxpool.Conn }
 
 // errReadOnly is what a write attempted in View returns.
