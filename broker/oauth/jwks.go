@@ -30,6 +30,12 @@ const (
 	// does not verify refetches at once (key rotation).
 	JWKSCacheTTL  = 10 * time.Minute
 	maxJWKSCached = 1024
+	// JWKSMinRefetch is the least time between two fetches of one
+	// jwks_uri: a refetch forced by a signature that does not verify
+	// (which anyone can send, before the client is authenticated) within
+	// it reuses the set just fetched, so junk assertions cannot make
+	// Steward flood a firm's server.
+	JWKSMinRefetch = 30 * time.Second
 )
 
 // errForbiddenAddress is why a dial to a refused address fails.
@@ -38,12 +44,15 @@ var errForbiddenAddress = errors.New("jwks_uri resolves to a loopback, private, 
 // forbiddenPrefixes are ranges beyond those netip.Addr's predicates name
 // that a jwks_uri may not reach: "this network", shared address space
 // (CGNAT, RFC 6598), IETF protocol assignments, benchmarking, reserved
-// and broadcast, and the IPv6 translation prefixes that embed an IPv4
-// address (NAT64, 6to4), through which the IPv4 checks could be skirted.
+// and broadcast, documentation ranges, deprecated site-local IPv6, and the
+// IPv6 prefixes that embed an IPv4 address (NAT64, 6to4, Teredo, SIIT),
+// through which the IPv4 checks could be skirted.
 var forbiddenPrefixes = func() []netip.Prefix {
 	var ps []netip.Prefix
 	for _, s := range []string{"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15", "240.0.0.0/4",
-		"::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "100::/64"} {
+		"::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "100::/64",
+		"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", // documentation
+		"2001::/32", "fec0::/10", "::ffff:0:0:0/96"} { // Teredo, site-local, SIIT
 		ps = append(ps, netip.MustParsePrefix(s))
 	}
 	return ps
@@ -85,8 +94,9 @@ type jwksFetcher struct {
 }
 
 type cachedJWKS struct {
-	set *jose.JSONWebKeySet
-	exp time.Time
+	set     *jose.JSONWebKeySet
+	fetched time.Time
+	exp     time.Time
 }
 
 var _ fosite.JWKSFetcherStrategy = (*jwksFetcher)(nil)
@@ -121,13 +131,11 @@ func newJWKSFetcher(allowLoopback bool, roots *x509.CertPool, now func() time.Ti
 // Resolve implements fosite.JWKSFetcherStrategy.
 func (f *jwksFetcher) Resolve(ctx context.Context, location string, ignoreCache bool) (*jose.JSONWebKeySet, error) {
 	now := f.now()
-	if !ignoreCache {
-		f.mu.Lock()
-		c, ok := f.cache[location]
-		f.mu.Unlock()
-		if ok && now.Before(c.exp) {
-			return c.set, nil
-		}
+	f.mu.Lock()
+	c, ok := f.cache[location]
+	f.mu.Unlock()
+	if ok && now.Before(c.exp) && (!ignoreCache || now.Before(c.fetched.Add(JWKSMinRefetch))) {
+		return c.set, nil
 	}
 	set, err := f.fetch(ctx, location)
 	if err != nil {
@@ -140,7 +148,7 @@ func (f *jwksFetcher) Resolve(ctx context.Context, location string, ignoreCache 
 			break
 		}
 	}
-	f.cache[location] = cachedJWKS{set: set, exp: now.Add(JWKSCacheTTL)}
+	f.cache[location] = cachedJWKS{set: set, fetched: now, exp: now.Add(JWKSCacheTTL)}
 	f.mu.Unlock()
 	return set, nil
 }

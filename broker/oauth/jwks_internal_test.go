@@ -38,6 +38,11 @@ func TestAddressAllowed(t *testing.T) {
 		{"64:ff9b::a00:1", false, false}, // NAT64 of 10.0.0.1
 		{"2002:a00:1::1", false, false},  // 6to4 of 10.0.0.1
 		{"::ffff:10.0.0.1", false, false},
+		{"192.0.2.10", false, false},          // documentation
+		{"2001:db8::1", false, false},         // documentation
+		{"2001:0:4136:e378::1", false, false}, // Teredo
+		{"fec0::1", false, false},             // site-local
+		{"::ffff:0:a00:1", false, false},      // SIIT of 10.0.0.1
 	} {
 		a := netip.MustParseAddr(tc.addr)
 		if got := addressAllowed(a, false); got != tc.want {
