@@ -12,6 +12,7 @@ import (
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/httpapi"
 	"github.com/stewardhq/steward/broker/store"
+	"github.com/stewardhq/steward/broker/vault"
 )
 
 // ConsentView is a consent as its firm sees it: the customer only by
@@ -267,11 +268,13 @@ type ReturnRequest struct {
 
 // Returned answers a data return.
 type Returned struct {
-	Category   string    `json:"category"`
-	At         time.Time `json:"returned_at"`
-	Commitment string    `json:"commitment"`
-	Salt       []byte    `json:"salt"`
-	Receipt    *Pending  `json:"receipt"`
+	Category string `json:"category"`
+	// Value is the value as stored: Commit(Salt, Value) is Commitment.
+	Value      json.RawMessage `json:"value"`
+	At         time.Time       `json:"returned_at"`
+	Commitment string          `json:"commitment"`
+	Salt       []byte          `json:"salt"`
+	Receipt    *Pending        `json:"receipt"`
 }
 
 // returnData serves POST /v1/consents/{id}/returned-data: under a live
@@ -310,7 +313,14 @@ func (a *API) returnData(w http.ResponseWriter, r *http.Request, tok Token) {
 		if !slices.Contains(c.Granted.Categories, req.Category) {
 			return fmt.Errorf("%w: category %q is not granted under consent %s", broker.ErrInvalid, req.Category, c.ID)
 		}
-		rec := broker.Record{CustomerID: c.CustomerID, Category: req.Category, Value: req.Value, Source: string(c.FirmID), UpdatedAt: now}
+		// The commitment covers the value as the vault stores it (checked
+		// and normalised by its category's schema), which the answer
+		// returns, so the firm can open it.
+		value, err := vault.CheckRecord(req.Category, req.Value)
+		if err != nil {
+			return fmt.Errorf("%w: %w", broker.ErrInvalid, err)
+		}
+		rec := broker.Record{CustomerID: c.CustomerID, Category: req.Category, Value: value, Source: string(c.FirmID), UpdatedAt: now}
 		if err := rec.Validate(); err != nil {
 			return err
 		}
@@ -329,13 +339,13 @@ func (a *API) returnData(w http.ResponseWriter, r *http.Request, tok Token) {
 			return err
 		}
 		salt := broker.NewSalt()
-		commit := broker.Commit(salt, req.Value)
+		commit := broker.Commit(salt, value)
 		rc, err := a.stage(ctx, tx, broker.Entry{Type: broker.EntryDataReturned, Time: now, Firm: c.FirmID, Customer: psn,
 			Consent: c.ID, Categories: []string{req.Category}, Commitment: commit})
 		if err != nil {
 			return err
 		}
-		out = Returned{Category: req.Category, At: now, Commitment: commit, Salt: salt, Receipt: rc}
+		out = Returned{Category: req.Category, Value: value, At: now, Commitment: commit, Salt: salt, Receipt: rc}
 		return nil
 	})
 	if err != nil {

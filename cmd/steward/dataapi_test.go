@@ -628,8 +628,13 @@ func TestDataAPIFirmView(t *testing.T) {
 	// her, then update what it gave; each return is on the ledger.
 	tok, id = e.consentToken(t, e.client, e.alice, detailsOf([]string{"Contact", "Financial"}, "P30D", 100), "Contact", "Financial")
 	for i, band := range []string{"40-60k GBP", "60-80k GBP"} {
-		if r := ret(`{"category":"Financial","value":{"income_band":"` + band + `"}}`); r.Status != http.StatusCreated {
+		r := ret(`{"category":"Financial","value":{ "income_band" : "` + band + `" }}`)
+		var got dataapi.Returned
+		if r.Status != http.StatusCreated || r.JSON(&got) != nil {
 			t.Fatalf("return %d: %d %s", i, r.Status, r.Body)
+		}
+		if !broker.CheckCommitment(got.Salt, got.Value, got.Commitment) || strings.Contains(string(got.Value), "{ ") {
+			t.Errorf("return %d: the commitment does not open over the stored value %s", i, got.Value)
 		}
 	}
 	r = e.fetch(t, e.client, id, "category=Financial", tok.AccessToken)
