@@ -36,6 +36,9 @@ type config struct {
 	OAuthJWKSAllowLoopback bool
 	MasterKeyFile          string
 	AccessTokenTTL         time.Duration
+	// ClientIPHeader names the header a trusted reverse proxy puts the
+	// client's address in (e.g. X-Forwarded-For).
+	ClientIPHeader string
 }
 
 // Defaults.
@@ -74,6 +77,9 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"shutdown-timeout": func() {
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+		},
+		"client-ip-header": func() {
+			fs.StringVar(&c.ClientIPHeader, "client-ip-header", "", "header in which the reverse proxy in front of Steward passes the client's address (e.g. X-Forwarded-For; its last entry is used), for sign-in throttling; set it only behind a proxy that sets it")
 		},
 		"access-token-ttl": func() {
 			fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 0, "lifetime of OAuth access tokens (default 10m); keep it short, tokens of an ended consent are refused anyway")

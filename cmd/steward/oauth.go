@@ -12,9 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/stewardhq/steward/broker/oauth"
@@ -115,7 +119,7 @@ func startOAuth(ctx context.Context, c config, s backend.Migrator, eng *policy.E
 	svc := consentService(s, eng)
 	p, err := oauth.New(oauth.Config{Issuer: issuer, SigningKey: key, Secret: secret, Store: s, Templates: web.Templates, Logger: log,
 		DPoP: v, DPoPOptional: false, AccessTokenLifespan: c.AccessTokenTTL, Decoupled: oauthconsent.Decoupled(svc),
-		JWKSAllowLoopback: c.OAuthJWKSAllowLoopback}, s.OAuth(), oauthconsent.Func(svc))
+		JWKSAllowLoopback: c.OAuthJWKSAllowLoopback, ClientIP: clientIPFrom(c.ClientIPHeader)}, s.OAuth(), oauthconsent.Func(svc))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -155,4 +159,29 @@ func newDPoPValidator(secret []byte, storage oauth.Storage) (*dpop.Validator, er
 		return nil, fmt.Errorf("dpop nonces: %w", err)
 	}
 	return dpop.NewValidator(dpop.Config{Replay: oauth.NewReplayCache(storage, nil), Nonces: nonces})
+}
+
+// clientIPFrom returns, for a header set by the reverse proxy in front of
+// Steward, a func reading the client's address from its last entry (the
+// one the proxy appended; earlier ones come from the client and prove
+// nothing). Without a header, or when it holds no address, the
+// connection's peer is used (nil means that to the provider).
+func clientIPFrom(header string) func(*http.Request) string {
+	if header == "" {
+		return nil
+	}
+	return func(r *http.Request) string {
+		vs := r.Header.Values(header)
+		if len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
+				return a.String()
+			}
+		}
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return r.RemoteAddr
+		}
+		return host
+	}
 }

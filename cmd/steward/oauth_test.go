@@ -257,3 +257,30 @@ func TestAuditWithClientCredentials(t *testing.T) {
 		t.Errorf("unknown token on the audit API: %d, want 401", st)
 	}
 }
+
+func TestClientIPFrom(t *testing.T) {
+	if clientIPFrom("") != nil {
+		t.Error("no header configured: want the provider's default (nil)")
+	}
+	f := clientIPFrom("X-Forwarded-For")
+	for _, tc := range []struct {
+		xff  []string
+		want string
+	}{
+		{nil, "192.0.2.1"},
+		{[]string{"203.0.113.9"}, "203.0.113.9"},
+		{[]string{"10.0.0.1, 198.51.100.7"}, "198.51.100.7"},    // the proxy's entry is the last
+		{[]string{"spoofed", "198.51.100.8"}, "198.51.100.8"},   // last header line
+		{[]string{"198.51.100.7, not-an-address"}, "192.0.2.1"}, // garbage: the peer
+		{[]string{"2001:db8::1"}, "2001:db8::1"},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = "192.0.2.1:4321"
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := f(r); got != tc.want {
+			t.Errorf("X-Forwarded-For %q: %q, want %q", tc.xff, got, tc.want)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func loadVaultKey(c config) (vault.Config, error) {
 	return vault.LoadOrCreateKeyFile(path)
 }
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file", "access-token-ttl"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file", "access-token-ttl", "client-ip-header"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
