@@ -116,6 +116,9 @@ type Policy interface {
 // Vault opens and writes vault records inside a store transaction.
 type Vault interface {
 	RecordsTx(ctx context.Context, tx store.Tx, customer broker.CustomerID, categories ...string) ([]broker.Record, error)
+	// RecordsWithKey opens the records with the wrapped key the caller
+	// read already (store.AccessContext.Key).
+	RecordsWithKey(ctx context.Context, tx store.Tx, k broker.CustomerKey, customer broker.CustomerID, categories ...string) ([]broker.Record, error)
 	PutTx(ctx context.Context, tx store.Tx, r broker.Record) error
 }
 

@@ -210,7 +210,7 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	if !d.Allowed() {
 		return outcome{refused: &d, hash: hash, limited: frequencyHit(c, in.Counts)}, nil
 	}
-	recs, err := a.cfg.Vault.RecordsTx(ctx, tx, c.CustomerID, d.Scope.Categories...)
+	recs, err := a.cfg.Vault.RecordsWithKey(ctx, tx, ac.Key, c.CustomerID, d.Scope.Categories...)
 	if err != nil {
 		return outcome{}, err
 	}

@@ -162,6 +162,9 @@ type AccessContext struct {
 	Customer  broker.Customer
 	Terms     broker.TermsVersion
 	Pseudonym broker.Pseudonym
+	// Key is the customer's wrapped data key (zero if none), so that the
+	// disclosure opens the vault without reading it again.
+	Key broker.CustomerKey
 }
 
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
@@ -248,8 +251,9 @@ type Tx interface {
 	// ReadAccessContext reads, in one go, what an access decision under
 	// the consent depends on: the consent (locked until commit inside
 	// Update, like GetConsent), its firm, its customer, the customer's
-	// newest terms version (zero if none) and the firm's pseudonym for the
-	// customer ("" if none yet). The Data API calls it on every request.
+	// newest terms version (zero if none), the firm's pseudonym for the
+	// customer ("" if none yet) and the customer's wrapped data key (zero
+	// if none). The Data API calls it on every request.
 	ReadAccessContext(ctx context.Context, id broker.ConsentID) (AccessContext, error)
 	// AttestDeletion stores a firm's deletion attestation for a consent;
 	// broker.ErrConflict if the consent already has one.

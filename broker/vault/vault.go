@@ -268,6 +268,23 @@ func (s *Service) Records(ctx context.Context, customer broker.CustomerID, categ
 // not open fails the whole call with broker.ErrUnreadable: a vault is never
 // returned with holes in it.
 func (s *Service) RecordsTx(ctx context.Context, tx store.Tx, customer broker.CustomerID, categories ...string) ([]broker.Record, error) {
+	return s.records(ctx, tx, customer, nil, categories)
+}
+
+// RecordsWithKey is RecordsTx for a caller that has already read the
+// customer's wrapped data key k (store.AccessContext.Key); a zero k means
+// the customer has none, and so no readable records.
+func (s *Service) RecordsWithKey(ctx context.Context, tx store.Tx, k broker.CustomerKey, customer broker.CustomerID, categories ...string) ([]broker.Record, error) {
+	if k.CustomerID != customer {
+		if k.CustomerID != "" {
+			return nil, fmt.Errorf("%w: key of %s given for %s", broker.ErrInvalid, k.CustomerID, customer)
+		}
+		k.CustomerID = customer // zero: found to be missing below, if records exist
+	}
+	return s.records(ctx, tx, customer, &k, categories)
+}
+
+func (s *Service) records(ctx context.Context, tx store.Tx, customer broker.CustomerID, given *broker.CustomerKey, categories []string) ([]broker.Record, error) {
 	sealed, err := tx.ListRecords(ctx, customer)
 	if err != nil {
 		return nil, err
@@ -278,7 +295,15 @@ func (s *Service) RecordsTx(ctx context.Context, tx store.Tx, customer broker.Cu
 	if len(sealed) == 0 {
 		return nil, nil
 	}
-	k, err := s.keyFor(ctx, tx, customer, false)
+	var k dataKey
+	switch {
+	case given == nil:
+		k, err = s.keyFor(ctx, tx, customer, false)
+	case len(given.Wrapped) == 0:
+		err = fmt.Errorf("key of %s: %w", customer, broker.ErrNotFound)
+	default:
+		k, err = s.open(*given)
+	}
 	if err != nil {
 		return nil, err
 	}

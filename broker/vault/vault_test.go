@@ -495,3 +495,38 @@ func TestConcurrentFirstPut(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordsWithKey: opening with a key the caller read already gives the
+// same records as RecordsTx; a missing key or another customer's is refused.
+func TestRecordsWithKey(t *testing.T) {
+	s := backendtest.Open(t, "")
+	v := newService(t, s, vault.Config{})
+	alice, bob := createCustomer(t, s, "alice"), createCustomer(t, s, "bob")
+	mustPut(t, v, alice.ID, "Contact", aliceContact)
+	mustPut(t, v, bob.ID, "Preference", alicePrefs)
+	ctx := t.Context()
+	err := s.View(ctx, func(tx store.Tx) error {
+		k, err := tx.GetCustomerKey(ctx, alice.ID)
+		if err != nil {
+			return err
+		}
+		want, err := v.RecordsTx(ctx, tx, alice.ID)
+		if err != nil {
+			return err
+		}
+		got, err := v.RecordsWithKey(ctx, tx, k, alice.ID)
+		if err != nil || len(got) != 1 || string(got[0].Value) != string(want[0].Value) {
+			t.Errorf("RecordsWithKey = %v, %v; want %v", got, err, want)
+		}
+		if _, err := v.RecordsWithKey(ctx, tx, broker.CustomerKey{}, alice.ID); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("RecordsWithKey without a key: %v, want ErrNotFound", err)
+		}
+		if _, err := v.RecordsWithKey(ctx, tx, k, bob.ID); !errors.Is(err, broker.ErrInvalid) {
+			t.Errorf("RecordsWithKey with another customer's key: %v, want ErrInvalid", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -154,12 +154,14 @@ func prefixed(cols, alias string) string {
 // round trip. Only the consent row is locked (FOR UPDATE OF c): locking
 // the firm or customer rows would serialize all of a firm's disclosures.
 var accessContextSQL = `SELECT ` + prefixed(consentColumns, "c") + `, ` + prefixed(firmColumns, "f") + `, ` + prefixed(customerColumns, "u") + `,
-COALESCE(t.customer_id, ''), COALESCE(t.version, 0), COALESCE(t.raw, ''), COALESCE(t.hash, ''), t.created_at, COALESCE(p.pseudonym, '')
+COALESCE(t.customer_id, ''), COALESCE(t.version, 0), COALESCE(t.raw, ''), COALESCE(t.hash, ''), t.created_at, COALESCE(p.pseudonym, ''),
+COALESCE(k.customer_id, ''), k.wrapped, COALESCE(k.key_version, 0), k.created_at
 FROM consents c
 JOIN firms f ON f.id = c.firm_id
 JOIN customers u ON u.id = c.customer_id
 LEFT JOIN terms_versions t ON t.customer_id = c.customer_id AND t.version = (SELECT MAX(version) FROM terms_versions WHERE customer_id = c.customer_id)
 LEFT JOIN pseudonyms p ON p.customer_id = c.customer_id AND p.firm_id = c.firm_id
+LEFT JOIN customer_keys k ON k.customer_id = c.customer_id
 WHERE c.id = $1`
 
 func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store.AccessContext, error) {
@@ -173,11 +175,15 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store
 	s = scanFirm(s, &a.Firm)
 	s = scanCustomer(s, &a.Customer)
 	s = scanTerms(s, &a.Terms).str(&psn)
+	s = scanCustomerKey(s, &a.Key)
 	if err := s.from(tx.Q.QueryRow(ctx, accessContextSQL+lock, id)); err != nil {
 		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, err)
 	}
 	if a.Terms.Version == 0 {
 		a.Terms = broker.TermsVersion{}
+	}
+	if a.Key.CustomerID == "" {
+		a.Key = broker.CustomerKey{}
 	}
 	a.Pseudonym = broker.Pseudonym(psn)
 	return a, nil

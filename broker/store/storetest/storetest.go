@@ -938,7 +938,11 @@ func testAccessContext(t *testing.T, s store.Store) {
 	}
 	var tv broker.TermsVersion
 	var psn broker.Pseudonym
+	var key broker.CustomerKey
 	update(t, s, func(tx store.Tx) (err error) {
+		if key, err = tx.EnsureCustomerKey(ctx, broker.CustomerKey{CustomerID: c.ID, Wrapped: []byte("wrapped"), KeyVersion: 1, CreatedAt: Now}); err != nil {
+			return err
+		}
 		if _, err = tx.AddTerms(ctx, c.ID, []byte(`{"format":"steward.terms/v1","rules":[]}`), Now); err != nil {
 			return err
 		}
@@ -949,7 +953,7 @@ func testAccessContext(t *testing.T, s store.Store) {
 		return err
 	})
 	a = read()
-	if diff := cmp.Diff(store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn}, a); diff != "" {
+	if diff := cmp.Diff(store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn, Key: key}, a); diff != "" {
 		t.Errorf("ReadAccessContext with terms and pseudonym (-want +got):\n%s", diff)
 	}
 	view(t, s, func(tx store.Tx) error {
