@@ -204,17 +204,11 @@ func (p *Provider) Login() http.Handler {
 			http.Error(w, "There is no sign-in in progress. Return to the site you came from and start again.", http.StatusBadRequest)
 			return
 		}
-		switch r.Method {
-		case http.MethodGet:
+		switch p.form(w, r) {
+		case formShow:
 			p.render(w, "login.html", http.StatusOK, page{Title: "Sign in", CSRF: p.csrf(w, r), Interaction: id, Action: PathLogin})
 			return
-		case http.MethodPost:
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if !p.checkCSRF(r) {
-			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		case formRefused:
 			return
 		}
 		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
@@ -323,18 +317,12 @@ func (p *Provider) Consent() http.Handler {
 			p.finish(ctx, w, id, ar, fosite.ErrInvalidRequest.WithHint("authorization_details cannot be shown to the customer."))
 			return
 		}
-		switch r.Method {
-		case http.MethodGet:
+		switch p.form(w, r) {
+		case formShow:
 			p.render(w, "consent.html", http.StatusOK, page{Title: "Share your data?", CSRF: p.csrf(w, r), Interaction: id,
 				Action: PathConsent, FirmName: c.firmName, ClientName: c.c.Name, Details: details})
 			return
-		case http.MethodPost:
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if !p.checkCSRF(r) {
-			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		case formRefused:
 			return
 		}
 		// Claim the interaction first: one answer per authorization request,
@@ -514,6 +502,34 @@ func (p *Provider) csrf(w http.ResponseWriter, r *http.Request) string {
 	t := randomToken()
 	p.setCookie(w, csrfCookie, t, 24*time.Hour)
 	return t
+}
+
+// formStep is what form made of a form page's request.
+type formStep int
+
+const (
+	formShow    formStep = iota // a GET: show the form
+	formPost                    // a POST whose CSRF token checks: handle it
+	formRefused                 // anything else; the answer is written
+)
+
+// form sorts a form page's request: every page with a form shows it on
+// GET, handles a POST only with a valid CSRF token (403 for an expired
+// form) and answers other methods 405.
+func (p *Provider) form(w http.ResponseWriter, r *http.Request) formStep {
+	switch r.Method {
+	case http.MethodGet:
+		return formShow
+	case http.MethodPost:
+	default:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return formRefused
+	}
+	if !p.checkCSRF(r) {
+		http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		return formRefused
+	}
+	return formPost
 }
 
 // checkCSRF accepts a form post only with the cookie's token and, when the

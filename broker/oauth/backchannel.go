@@ -694,17 +694,11 @@ func (p *Provider) AccountLogin() http.Handler {
 			return
 		}
 		next := accountNext(r.FormValue("next"))
-		switch r.Method {
-		case http.MethodGet:
+		switch p.form(w, r) {
+		case formShow:
 			p.renderAccount(w, "account_login", http.StatusOK, accountPage{Title: "Sign in", CSRF: p.csrf(w, r), Next: next})
 			return
-		case http.MethodPost:
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if !p.checkCSRF(r) {
-			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		case formRefused:
 			return
 		}
 		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
@@ -737,17 +731,11 @@ func (p *Provider) ShareCodes() http.Handler {
 		if !ok {
 			return
 		}
-		switch r.Method {
-		case http.MethodGet:
+		switch p.form(w, r) {
+		case formShow:
 			p.renderAccount(w, "share_codes", http.StatusOK, accountPage{Title: "Share codes", CSRF: p.csrf(w, r)})
 			return
-		case http.MethodPost:
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if !p.checkCSRF(r) {
-			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		case formRefused:
 			return
 		}
 		now := p.now()
@@ -776,17 +764,11 @@ func (p *Provider) AccountRequests() http.Handler {
 		if !ok {
 			return
 		}
-		switch r.Method {
-		case http.MethodGet:
+		switch p.form(w, r) {
+		case formShow:
 			p.listRequests(ctx, w, r, customer, http.StatusOK, "", r.URL.Query().Get("done"))
 			return
-		case http.MethodPost:
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if !p.checkCSRF(r) {
-			http.Error(w, "The form expired. Go back, reload and try again.", http.StatusForbidden)
+		case formRefused:
 			return
 		}
 		status, msg, done := p.answer(ctx, r, customer)
