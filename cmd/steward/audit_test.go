@@ -37,9 +37,30 @@ type testServer struct {
 // or stop is called.
 func startServe(t *testing.T, dataDir string) *testServer {
 	t.Helper()
+	return startServeWith(t, config{DataDir: dataDir})
+}
+
+// startServeWith runs serve with c, filling the test defaults (a loopback
+// port, the test operator token, a short drain), until the test ends or
+// stop is called; a server that does not stop cleanly fails the test.
+func startServeWith(t *testing.T, c config) *testServer {
+	t.Helper()
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:0"
+	}
+	if c.OperatorToken == "" {
+		c.OperatorToken = testOperatorToken
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 5 * time.Second
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.LedgerOrigin == "" {
+		c.LedgerOrigin = DefaultLedgerOrigin
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := config{Addr: "127.0.0.1:0", DataDir: dataDir, OperatorToken: testOperatorToken, ShutdownTimeout: 5 * time.Second,
-		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), func(u string) { ready <- u }) }()
@@ -65,7 +86,7 @@ func startServe(t *testing.T, dataDir string) *testServer {
 		}
 	}
 	t.Cleanup(stop)
-	return &testServer{base: base, dataDir: dataDir, stop: stop}
+	return &testServer{base: base, dataDir: c.DataDir, stop: stop}
 }
 
 // addFirms registers n firms through the operator API and returns their ids.

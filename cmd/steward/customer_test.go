@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -79,23 +77,7 @@ func TestServeCustomerAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sctx, cancel := context.WithCancel(ctx)
-	c := config{Addr: "127.0.0.1:0", DataDir: dir, OperatorToken: strings.Repeat("o", 40), ShutdownTimeout: 5 * time.Second,
-		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
-	var base string
-	select {
-	case base = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	base := startServeWith(t, config{DataDir: dir}).base
 
 	// The firm pushes an authorization request (private_key_jwt).
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,25 +51,11 @@ func newDataEnv(t *testing.T) *dataEnv { return newDataEnvWith(t, nil) }
 func newDataEnvWith(t *testing.T, mod func(*config)) *dataEnv {
 	t.Helper()
 	e := seedDataEnv(t, t.TempDir(), "")
-	sctx, cancel := context.WithCancel(t.Context())
-	c := config{Addr: "127.0.0.1:0", DataDir: e.dir, OperatorToken: e.operator, ShutdownTimeout: 5 * time.Second,
-		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
+	c := config{DataDir: e.dir, OperatorToken: e.operator}
 	if mod != nil {
 		mod(&c)
 	}
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
-	select {
-	case e.base = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	e.base = startServeWith(t, c).base
 	e.setBase(e.base)
 	return e
 }

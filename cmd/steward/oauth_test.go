@@ -155,23 +155,7 @@ func TestAuditWithClientCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sctx, cancel := context.WithCancel(ctx)
-	c := config{Addr: "127.0.0.1:0", DataDir: dir, OperatorToken: strings.Repeat("o", 40), ShutdownTimeout: 5 * time.Second,
-		MaxBody: 1 << 20, LedgerOrigin: DefaultLedgerOrigin}
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(sctx, c, slog.New(slog.DiscardHandler), func(b string) { ready <- b }) }()
-	var base string
-	select {
-	case base = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	base := startServeWith(t, config{DataDir: dir}).base
 
 	token := func(k key, scope, proof string) string {
 		t.Helper()
