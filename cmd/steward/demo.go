@@ -214,6 +214,8 @@ func printDemo(w io.Writer, base, dataDir string, creds demoCredentials) {
 	fmt.Fprintf(tw, "  audit API\t%s/v1/audit/reports   (Authorization: Bearer <regulator token>)\n", base)
 	fmt.Fprintf(tw, "  share codes\t%s%s   (a customer signs in and makes one; a firm sends it to %s%s)\n", base, oauth.PathShareCodes, base, oauth.PathBackchannel)
 	fmt.Fprintf(tw, "  pending requests\t%s%s\n", base, oauth.PathAccountRequests)
+	fmt.Fprintf(tw, "  customer API\t%s/v1/me   (sign in at %s%s, then GET %s%s; see docs/api.md)\n", base, base, oauth.PathAccountLogin, base, oauth.PathCustomerSession)
+	fmt.Fprintf(tw, "  Data API\t%s/v1/consents/{id}/data   (DPoP-bound token from the OAuth flow; see docs/data-api.md)\n", base)
 	tw.Flush()
 	fmt.Fprintln(w, "\nDemo logins:")
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
