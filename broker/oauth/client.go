@@ -1,8 +1,10 @@
 package oauth
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
@@ -40,12 +42,46 @@ var (
 func newClient(c broker.Client, firmName string, reg broker.RegulatorID) (*client, error) {
 	out := &client{c: c, firmName: firmName, regulator: reg}
 	if len(c.JWKS) > 0 {
-		out.jwks = new(jose.JSONWebKeySet)
-		if err := json.Unmarshal(c.JWKS, out.jwks); err != nil {
+		set, err := parseJWKS(c.JWKS)
+		if err != nil {
 			return nil, fmt.Errorf("client %s: stored jwks: %w", c.ID, err)
 		}
+		out.jwks = set
 	}
 	return out, nil
+}
+
+// parsedJWKS caches parsed JWK Sets by the SHA-256 of their bytes: a
+// client is loaded on every token request and introspection, and parsing
+// its keys is a pure function of the stored document (the client's status
+// is still read every time). Sets are never modified once parsed.
+var parsedJWKS struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]*jose.JSONWebKeySet
+}
+
+// maxParsedJWKS bounds parsedJWKS; past it the cache starts afresh.
+const maxParsedJWKS = 4096
+
+func parseJWKS(raw []byte) (*jose.JSONWebKeySet, error) {
+	sum := sha256.Sum256(raw)
+	parsedJWKS.Lock()
+	set, ok := parsedJWKS.m[sum]
+	parsedJWKS.Unlock()
+	if ok {
+		return set, nil
+	}
+	set = new(jose.JSONWebKeySet)
+	if err := json.Unmarshal(raw, set); err != nil {
+		return nil, err
+	}
+	parsedJWKS.Lock()
+	if parsedJWKS.m == nil || len(parsedJWKS.m) >= maxParsedJWKS {
+		parsedJWKS.m = map[[sha256.Size]byte]*jose.JSONWebKeySet{}
+	}
+	parsedJWKS.m[sum] = set
+	parsedJWKS.Unlock()
+	return set, nil
 }
 
 func (c *client) GetID() string             { return string(c.c.ID) }

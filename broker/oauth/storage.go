@@ -37,6 +37,10 @@ type Storage interface {
 	// MUST return broker.ErrNotFound for a missing request or one expired
 	// by now, and MUST return inactive requests (reuse detection needs them).
 	GetRequest(ctx context.Context, kind, signature string, now time.Time) (data []byte, active bool, err error)
+	// GetRequestWithClient is GetRequest that also returns the request's
+	// client and that client's firm, read in the same statement; client
+	// is nil when it is not a firm's client.
+	GetRequestWithClient(ctx context.Context, kind, signature string, now time.Time) (data []byte, active bool, client *broker.Client, firm *broker.Firm, err error)
 	// DeactivateRequest marks an active request used. It MUST return
 	// broker.ErrNotFound unless it changed an active request, so that of
 	// two concurrent callers exactly one succeeds.
@@ -220,6 +224,9 @@ func (f *fositeStore) loadClient(ctx context.Context, id broker.ClientID) (*clie
 		firm, err = tx.GetFirm(ctx, c.FirmID)
 		return err
 	})
+	if err == nil {
+		return firmClient(c, firm)
+	}
 	switch {
 	case errors.Is(err, broker.ErrNotFound):
 		reg, rc, rerr := f.s.GetRegulatorClient(ctx, id)
@@ -232,10 +239,16 @@ func (f *fositeStore) loadClient(ctx context.Context, id broker.ClientID) (*clie
 			return nil, fosite.ErrNotFound.WithDebugf("client %s is %s", id, rc.Status)
 		}
 		return newClient(rc, "", reg)
-	case err != nil:
-		return nil, err
+	}
+	return nil, err
+}
+
+// firmClient is a firm's client as fosite sees it, or fosite.ErrNotFound
+// unless the client is active and its firm approved.
+func firmClient(c broker.Client, firm broker.Firm) (*client, error) {
+	switch {
 	case c.Status != broker.ClientActive:
-		return nil, fosite.ErrNotFound.WithDebugf("client %s is %s", id, c.Status)
+		return nil, fosite.ErrNotFound.WithDebugf("client %s is %s", c.ID, c.Status)
 	case firm.Status != broker.FirmApproved:
 		return nil, fosite.ErrNotFound.WithDebugf("firm %s is %s", firm.ID, firm.Status)
 	}
@@ -327,11 +340,30 @@ func encode(r fosite.Requester) ([]byte, error) {
 }
 
 func (f *fositeStore) decode(ctx context.Context, data []byte) (*fosite.AuthorizeRequest, error) {
+	return f.decodeWith(ctx, data, nil)
+}
+
+// preloaded is a request's client read together with the request.
+type preloaded struct {
+	id  broker.ClientID
+	c   *client
+	err error
+}
+
+// decodeWith decodes a stored request, taking its client from pre when it
+// is the request's, and loading it otherwise.
+func (f *fositeStore) decodeWith(ctx context.Context, data []byte, pre *preloaded) (*fosite.AuthorizeRequest, error) {
 	var s stored
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("oauth: decode stored request: %w", err)
 	}
-	c, err := f.client(ctx, broker.ClientID(s.ClientID))
+	var c *client
+	var err error
+	if pre != nil && pre.id == broker.ClientID(s.ClientID) {
+		c, err = pre.c, pre.err
+	} else {
+		c, err = f.client(ctx, broker.ClientID(s.ClientID))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -400,13 +432,20 @@ func (f *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 // get loads a request. Missing or expired requests are fosite.ErrNotFound;
 // inactive ones come back with inactive (fosite wants the request too).
 func (f *fositeStore) get(ctx context.Context, kind, signature string, inactive error) (*fosite.AuthorizeRequest, error) {
-	data, active, err := f.s.GetRequest(ctx, kind, signature, f.now())
+	// The request's client (and its firm) come in the same read; their
+	// status is checked afresh, as loadClient would.
+	data, active, c, firm, err := f.s.GetRequestWithClient(ctx, kind, signature, f.now())
 	if errors.Is(err, broker.ErrNotFound) {
 		return nil, fosite.ErrNotFound.WithWrap(err)
 	} else if err != nil {
 		return nil, err
 	}
-	ar, err := f.decode(ctx, data)
+	var pre *preloaded
+	if c != nil {
+		cl, err := firmClient(*c, *firm)
+		pre = &preloaded{id: c.ID, c: cl, err: err}
+	}
+	ar, err := f.decodeWith(ctx, data, pre)
 	if err != nil {
 		return nil, err
 	}

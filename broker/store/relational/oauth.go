@@ -158,6 +158,44 @@ func (o *OAuth) GetRequest(ctx context.Context, kind, signature string, now time
 	return data, active, nil
 }
 
+// getOAuthRequestWithClientSQL reads a request with its firm client and
+// the client's firm in one round trip. The client is absent (NULL, read
+// as "") for a regulator's client, whose row lives elsewhere.
+const getOAuthRequestWithClientSQL = `SELECT r.data, r.active,
+COALESCE(cl.id, ''), COALESCE(cl.firm_id, ''), COALESCE(cl.name, ''), cl.redirect_uris, cl.jwks, COALESCE(cl.jwks_uri, ''),
+COALESCE(cl.status, ''), cl.created_at, COALESCE(cl.token_endpoint_auth_signing_alg, ''),
+COALESCE(f.id, ''), COALESCE(f.legal_name, ''), COALESCE(f.sector, ''), COALESCE(f.jurisdiction, ''), COALESCE(f.status, ''),
+COALESCE(f.webhook_url, ''), f.created_at, f.updated_at
+FROM oauth_requests r
+LEFT JOIN clients cl ON cl.id = r.client_id
+LEFT JOIN firms f ON f.id = cl.firm_id
+WHERE r.kind = $1 AND r.signature = $2 AND r.expires_at > $3`
+
+// GetRequestWithClient is GetRequest that also returns, read in the same
+// statement, the request's client and the client's firm; client is nil
+// when the request's client is not a firm's (a regulator's), and the
+// caller looks it up itself.
+func (o *OAuth) GetRequestWithClient(ctx context.Context, kind, signature string, now time.Time) (data []byte, active bool, client *broker.Client, firm *broker.Firm, err error) {
+	err = o.view(ctx, func(tx *Tx) error {
+		var c broker.Client
+		var f broker.Firm
+		s := newScanner(tx.D).bytes(&data).flag(&active)
+		s = scanClient(s, &c)
+		s = scanFirm(s, &f)
+		if err := s.from(tx.Q.QueryRow(ctx, getOAuthRequestWithClientSQL, kind, signature, tx.t(now))); err != nil {
+			return err
+		}
+		if c.ID != "" && f.ID != "" {
+			client, firm = &c, &f
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, nil, nil, fmt.Errorf("get oauth %s: %w", kind, err)
+	}
+	return data, active, client, firm, nil
+}
+
 // DeactivateRequest marks an active request used; broker.ErrNotFound if
 // no active request has that signature (so of two concurrent callers
 // exactly one succeeds).
