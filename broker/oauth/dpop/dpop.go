@@ -71,6 +71,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
@@ -291,7 +292,7 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 	if h.Crit != nil {
 		return Proof{}, invalid("The DPoP proof names a critical header extension.")
 	}
-	key, err := publicJWK(h.JWK, alg)
+	key, jkt, err := cachedJWK(h.JWK, alg)
 	if err != nil {
 		return Proof{}, err
 	}
@@ -353,10 +354,6 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 		return Proof{}, ErrUseDPoPNonce.WithHint("Retry with the nonce in the DPoP-Nonce header.").
 			WithWrap(&nonceRequired{nonce: v.nonces.Issue(now)})
 	}
-	jkt, err := Thumbprint(&key)
-	if err != nil {
-		return Proof{}, invalid("The DPoP proof jwk has no thumbprint.")
-	}
 	seen, err := v.replay.Seen(ctx, jkt+"."+*c.JTI, issued.Add(v.window+v.leeway))
 	if err != nil {
 		return Proof{}, fosite.ErrServerError.WithWrap(err).WithDebug("dpop replay cache")
@@ -380,6 +377,49 @@ func compactParts(s string) ([]string, bool) {
 		return nil, false
 	}
 	return parts, true
+}
+
+// jwkCache remembers the keys of proof headers already checked: a client
+// signs every proof with the same key, and parsing and checking it (and
+// hashing its thumbprint) is a pure function of the header's bytes and
+// alg. Failures are not cached.
+var jwkCache struct {
+	sync.Mutex
+	m map[string]checkedJWK
+}
+
+type checkedJWK struct {
+	key jose.JSONWebKey
+	jkt string
+}
+
+// maxCachedJWKs bounds jwkCache; past it the cache starts afresh.
+const maxCachedJWKs = 4096
+
+// cachedJWK is publicJWK and Thumbprint, remembered.
+func cachedJWK(raw json.RawMessage, alg jose.SignatureAlgorithm) (jose.JSONWebKey, string, error) {
+	id := string(alg) + "\x00" + string(raw)
+	jwkCache.Lock()
+	c, ok := jwkCache.m[id]
+	jwkCache.Unlock()
+	if ok {
+		return c.key, c.jkt, nil
+	}
+	key, err := publicJWK(raw, alg)
+	if err != nil {
+		return jose.JSONWebKey{}, "", err
+	}
+	jkt, err := Thumbprint(&key)
+	if err != nil {
+		return jose.JSONWebKey{}, "", invalid("The DPoP proof jwk has no thumbprint.")
+	}
+	jwkCache.Lock()
+	if jwkCache.m == nil || len(jwkCache.m) >= maxCachedJWKs {
+		jwkCache.m = map[string]checkedJWK{}
+	}
+	jwkCache.m[id] = checkedJWK{key: key, jkt: jkt}
+	jwkCache.Unlock()
+	return key, jkt, nil
 }
 
 // publicJWK parses the jwk header and checks that it is a public key of
