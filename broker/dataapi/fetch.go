@@ -203,11 +203,12 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 		a.cfg.Logger.ErrorContext(ctx, "access decision failed", "consent", string(c.ID), "error", err)
 	}
 	req := broker.DataRequest{Scope: broker.Scope{Categories: q.Categories, Fields: q.Fields, Purpose: c.Granted.Purpose}}
-	hash, err := tx.InsertDecision(ctx, broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d))
-	if err != nil {
-		return outcome{}, err
-	}
+	rec := broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d)
 	if !d.Allowed() {
+		hash, err := tx.InsertDecision(ctx, rec)
+		if err != nil {
+			return outcome{}, err
+		}
 		return outcome{refused: &d, hash: hash, limited: frequencyHit(c, in.Counts)}, nil
 	}
 	recs, err := a.cfg.Vault.RecordsWithKey(ctx, tx, ac.Key, c.CustomerID, d.Scope.Categories...)
@@ -226,8 +227,14 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	}
 	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: data, Missing: missing}
 	if len(cats) == 0 {
-		// Nothing leaves Steward, so there is no disclosure to record.
-		return outcome{body: body}, nil
+		// Nothing leaves Steward, so there is no disclosure to record;
+		// the decision is recorded all the same.
+		_, err := tx.InsertDecision(ctx, rec)
+		return outcome{body: body}, err
+	}
+	hash, err := rec.Hash()
+	if err != nil {
+		return outcome{}, err
 	}
 	salt := broker.NewSalt()
 	dis := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
@@ -235,13 +242,20 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 		Commitment: broker.Commit(salt, data), Salt: salt}
 	e := broker.Entry{Type: broker.EntryDisclosure, Time: now, Firm: c.FirmID, Customer: psn, Consent: c.ID, Disclosure: dis.ID,
 		Categories: cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: d.TermsHash, Commitment: dis.Commitment}
-	rc, err := a.stage(ctx, tx, e)
+	entry, err := e.CanonicalBytes()
 	if err != nil {
 		return outcome{}, err
 	}
+	rc := a.pending(entry)
 	dis.ReceiptID = rc.LeafHash
-	if err := tx.InsertDisclosure(ctx, dis); err != nil {
+	// The decision, the disclosure and its ledger entry go to the database
+	// together (one round trip on PostgreSQL) and commit with the rest.
+	stored, err := tx.RecordDisclosure(ctx, rec, dis, entry)
+	if err != nil {
 		return outcome{}, err
+	}
+	if stored != hash {
+		return outcome{}, fmt.Errorf("decision stored as %s, entry cites %s", stored, hash)
 	}
 	body.DisclosureID, body.Commitment, body.Salt, body.Receipt = dis.ID, dis.Commitment, salt, rc
 	return outcome{body: body}, nil
@@ -357,8 +371,13 @@ func (a *API) stage(ctx context.Context, tx store.Tx, e broker.Entry) (*Pending,
 	if err := tx.StageLedgerEntry(ctx, b); err != nil {
 		return nil, err
 	}
+	return a.pending(b), nil
+}
+
+// pending is the receipt given for the entry with canonical bytes b.
+func (a *API) pending(b []byte) *Pending {
 	h := tlog.RecordHash(b)
-	return &Pending{LeafHash: LeafHash(h), Entry: b, URL: a.cfg.PublicURL + "/ledger/receipt/" + hex.EncodeToString(h[:])}, nil
+	return &Pending{LeafHash: LeafHash(h), Entry: b, URL: a.cfg.PublicURL + "/ledger/receipt/" + hex.EncodeToString(h[:])}
 }
 
 func (a *API) writeRefusal(w http.ResponseWriter, r *http.Request, tok Token, out outcome) {

@@ -244,6 +244,12 @@ type Tx interface {
 	RevokeConsentTokens(ctx context.Context, id broker.ConsentID) (int64, error)
 
 	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
+	// RecordDisclosure stores the decision record a disclosure was made
+	// under, the disclosure and its ledger entry (canonical bytes, as
+	// StageLedgerEntry takes) together, and returns the decision's hash:
+	// InsertDecision, InsertDisclosure and StageLedgerEntry in one call,
+	// which a backend may send in one round trip.
+	RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error)
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
 	// CountDisclosuresSince counts the consent's disclosures in several
 	// windows at once: out[i] counts those at or after since[i].

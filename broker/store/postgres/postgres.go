@@ -249,6 +249,23 @@ func (s *Store) read(ctx context.Context, fn func(*relational.Tx) error) error {
 	return fn(&relational.Tx{Q: connQuerier{conn}, D: dialect, Writable: false})
 }
 
+// ExecBatch implements relational.Batcher: the statements go to the
+// server in one pipeline, inside the transaction.
+func (q querier) ExecBatch(ctx context.Context, stmts []relational.Stmt) error {
+	b := &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(s.SQL, s.Args...)
+	}
+	br := q.tx.SendBatch(ctx, b)
+	for range stmts {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
+
 // connQuerier adapts a pooled connection to relational.Querier for View.
 // Its sessions are read-only (default_transaction_read_only), and it runs
 // SELECT statements only and refuses anything else before they reach the

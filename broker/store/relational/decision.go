@@ -13,15 +13,51 @@ const insertDecisionSQL = `INSERT INTO decision_records (hash, kind, customer_id
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hash) DO NOTHING`
 
 func (tx *Tx) InsertDecision(ctx context.Context, r broker.DecisionRecord) (string, error) {
-	raw, err := r.Canonical()
+	hash, st, err := tx.decisionStmt(r)
 	if err != nil {
 		return "", err
 	}
-	hash := broker.HashDocument(raw)
-	_, err = tx.Q.Exec(ctx, insertDecisionSQL, hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
-		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt))
-	if err != nil {
+	if _, err = tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
 		return "", fmt.Errorf("insert decision %s: %w", hash, tx.err(err))
+	}
+	return hash, nil
+}
+
+// decisionStmt is the statement that stores r, and r's hash.
+func (tx *Tx) decisionStmt(r broker.DecisionRecord) (string, Stmt, error) {
+	raw, err := r.Canonical()
+	if err != nil {
+		return "", Stmt{}, err
+	}
+	hash := broker.HashDocument(raw)
+	return hash, Stmt{insertDecisionSQL, []any{hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
+		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}}, nil
+}
+
+// RecordDisclosure stores, in one round trip where the backend can, the
+// allow decision a disclosure was made under, the disclosure and its
+// ledger entry.
+func (tx *Tx) RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error) {
+	if err := tx.mustWrite("record disclosure"); err != nil {
+		return "", err
+	}
+	hash, dec, err := tx.decisionStmt(r)
+	if err != nil {
+		return "", err
+	}
+	dis, err := disclosureStmt(tx, d)
+	if err != nil {
+		return "", err
+	}
+	if _, err := broker.ParseEntry(entry); err != nil {
+		return "", fmt.Errorf("record disclosure %s: %w", d.ID, err)
+	}
+	stage, err := stageStmt(entry)
+	if err != nil {
+		return "", err
+	}
+	if err := tx.execAll(ctx, []Stmt{dec, dis, stage}); err != nil {
+		return "", fmt.Errorf("record disclosure %s: %w", d.ID, tx.err(err))
 	}
 	return hash, nil
 }

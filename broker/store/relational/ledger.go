@@ -28,13 +28,22 @@ func (tx *Tx) StageLedgerEntry(ctx context.Context, entry []byte) error {
 // stage queues entry bytes as they are: the ledger.Storage contract is
 // format-agnostic.
 func (tx *Tx) stage(ctx context.Context, entry []byte) error {
-	if len(entry) == 0 || len(entry) > broker.MaxEntryBytes {
-		return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
+	st, err := stageStmt(entry)
+	if err != nil {
+		return err
 	}
-	if _, err := tx.Q.Exec(ctx, `INSERT INTO ledger_staged (entry) VALUES ($1)`, entry); err != nil {
+	if _, err := tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
 		return fmt.Errorf("stage ledger entry: %w", tx.err(err))
 	}
 	return nil
+}
+
+// stageStmt is the statement that stages entry.
+func stageStmt(entry []byte) (Stmt, error) {
+	if len(entry) == 0 || len(entry) > broker.MaxEntryBytes {
+		return Stmt{}, fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
+	}
+	return Stmt{`INSERT INTO ledger_staged (entry) VALUES ($1)`, []any{entry}}, nil
 }
 
 // Ledger implements ledger.Storage over a backend's transactions.

@@ -35,6 +35,32 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (Rows, error)
 }
 
+// Stmt is one statement with its arguments.
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// Batcher is a Querier that can send several statements in one round
+// trip (PostgreSQL's pipeline). ExecBatch runs them in order and returns
+// the first error, unmapped.
+type Batcher interface {
+	ExecBatch(ctx context.Context, stmts []Stmt) error
+}
+
+// execAll runs stmts, in one round trip when the querier can batch.
+func (tx *Tx) execAll(ctx context.Context, stmts []Stmt) error {
+	if b, ok := tx.Q.(Batcher); ok {
+		return b.ExecBatch(ctx, stmts)
+	}
+	for _, s := range stmts {
+		if _, err := tx.Q.Exec(ctx, s.SQL, s.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Dialect is what differs between backends.
 type Dialect struct {
 	// Time converts a time argument to what the driver stores.

@@ -176,9 +176,21 @@ func (tx *Tx) ListTerms(ctx context.Context, customer broker.CustomerID) ([]brok
 }
 
 func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
-	cats, err := jsonText(d.Categories)
+	st, err := disclosureStmt(tx, d)
 	if err != nil {
 		return err
+	}
+	if _, err = tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
+		return fmt.Errorf("insert disclosure %s: %w", d.ID, tx.err(err))
+	}
+	return nil
+}
+
+// disclosureStmt is the statement that stores d.
+func disclosureStmt(tx *Tx, d broker.Disclosure) (Stmt, error) {
+	cats, err := jsonText(d.Categories)
+	if err != nil {
+		return Stmt{}, err
 	}
 	fields := d.Fields
 	if fields == nil {
@@ -186,15 +198,11 @@ func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
 	}
 	fj, err := jsonText(fields)
 	if err != nil {
-		return err
+		return Stmt{}, err
 	}
-	_, err = tx.Q.Exec(ctx, `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID,
-		d.Purpose, d.Commitment, d.Salt)
-	if err != nil {
-		return fmt.Errorf("insert disclosure %s: %w", d.ID, tx.err(err))
-	}
-	return nil
+	return Stmt{`INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, []any{d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID,
+		d.Purpose, d.Commitment, d.Salt}}, nil
 }
 
 func (tx *Tx) ListDisclosures(ctx context.Context, customer broker.CustomerID, p store.Page) ([]broker.Disclosure, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Disclosures", testDisclosures},
 		{"DeletionAttestations", testDeletionAttestations},
 		{"AccessContext", testAccessContext},
+		{"RecordDisclosure", testRecordDisclosure},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
@@ -918,6 +920,63 @@ func testDisclosures(t *testing.T, s store.Store) {
 			if g.Salt != nil || (g.ID == d.ID && g.Commitment != d.Commitment) {
 				t.Errorf("after forget: disclosure %s salt %x commitment %q", g.ID, g.Salt, g.Commitment)
 			}
+		}
+		return nil
+	})
+}
+
+func testRecordDisclosure(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	rec := broker.NewDecisionRecord(c.ID, f.ID, con.ID, broker.DataRequest{Scope: RequestScope()},
+		broker.Decision{Kind: broker.DecisionAccess, Effect: broker.EffectAllow, PolicyHash: "sha256:" + strings.Repeat("ab", 32), DecidedAt: Now})
+	want, err := rec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID, Categories: []string{"Contact"},
+		Purpose: "Marketing", At: Now, ReceiptID: "leaf", Commitment: broker.Commit(broker.NewSalt(), []byte(`{}`))}
+	entry, err := broker.Entry{Type: broker.EntryDisclosure, Time: Now, Firm: f.ID, Customer: broker.NewPseudonym(), Consent: con.ID,
+		Disclosure: d.ID, Categories: []string{"Contact"}, Purpose: "Marketing", DecisionHash: want, Commitment: d.Commitment}.CanonicalBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A malformed entry stores nothing at all.
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.RecordDisclosure(ctx, rec, d, []byte(`{"type":"disclosure"}`))
+		return err
+	}), broker.ErrInvalid)
+	// A disclosure under an unknown consent fails as a whole too.
+	bad := d
+	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.RecordDisclosure(ctx, rec, bad, entry)
+		return err
+	}), broker.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		if ds, _ := tx.ListDisclosures(ctx, c.ID, store.Page{}); len(ds) != 0 {
+			t.Errorf("a failed RecordDisclosure left %d disclosures", len(ds))
+		}
+		if _, err := tx.GetDecision(ctx, want); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("a failed RecordDisclosure left its decision: %v", err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		got, err := tx.RecordDisclosure(ctx, rec, d, entry)
+		if err == nil && got != want {
+			t.Errorf("RecordDisclosure hash %s, want %s", got, want)
+		}
+		return err
+	})
+	view(t, s, func(tx store.Tx) error {
+		ds, err := tx.ListDisclosures(ctx, c.ID, store.Page{})
+		if err != nil || len(ds) != 1 || ds[0].ID != d.ID {
+			t.Errorf("disclosures after RecordDisclosure: %v %v", ds, err)
+		}
+		if _, err := tx.GetDecision(ctx, want); err != nil {
+			t.Errorf("decision after RecordDisclosure: %v", err)
 		}
 		return nil
 	})
