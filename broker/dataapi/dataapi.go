@@ -180,6 +180,13 @@ func New(cfg Config) (*API, error) {
 	r.Get("/v1/consents/{id}", a.withToken(a.consent))
 	r.Post("/v1/consents/{id}/deletion", a.withToken(a.attestDeletion))
 	r.Get("/v1/firm/consents", a.withToken(a.listConsents))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteProblem(w, r, httpapi.Problem{Status: http.StatusNotFound, Type: httpapi.ProblemType + "not-found", Title: "Not found"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteProblem(w, r, httpapi.Problem{Status: http.StatusMethodNotAllowed, Type: httpapi.ProblemType + "method-not-allowed",
+			Title: "Method not allowed"})
+	})
 	a.router = r
 	return a, nil
 }

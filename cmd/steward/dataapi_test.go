@@ -829,3 +829,27 @@ func TestDataAPIAfterErasure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDataAPIUnknownPaths: unknown paths and methods under the Data API
+// answer with problem documents, before any token is looked at.
+func TestDataAPIUnknownPaths(t *testing.T) {
+	e := newDataEnv(t)
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/v1/consents/con_x/nothing", http.StatusNotFound},
+		{http.MethodGet, "/v1/firm/other", http.StatusNotFound},
+		{http.MethodDelete, "/v1/consents/con_x/data", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(tc.method, e.base+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: %d %s, want %d problem+json", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
+		}
+	}
+}
