@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -34,8 +35,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"crypto/ed25519"
 
 	"github.com/jackc/pgx/v5"
 

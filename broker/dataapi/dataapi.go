@@ -7,16 +7,20 @@
 //     row), the firm, the customer and the customer's current terms, counts
 //     earlier disclosures in the frequency windows, and asks the policy's
 //     access decision, all inside the transaction that will record the
-//     disclosure. Nothing is cached between requests.
+//     disclosure. No decision outlives its request: what is reused (the
+//     policy's plan, whether a consent was granted by the customer) is
+//     fixed by inputs that never change.
 //  2. No disclosure without its ledger entry committed first: the
-//     disclosure row and its ledger entry are written in that same
-//     transaction, and the response body is written only after it commits.
+//     decision record, the disclosure row and its ledger entry are written
+//     in that same transaction (Tx.RecordDisclosure), and the response
+//     body is written only after it commits.
 //
 // Every request presents a DPoP-bound access token (RFC 9449): the token
 // is introspected in-process, and the DPoP proof must be signed by the key
 // the token is bound to. A token without its key, a Bearer token, an
 // inactive token, another firm's consent or a consent the token was not
-// issued for are all refused, and the refusal is logged.
+// issued for are all refused, and the refusal is logged. Each proof is
+// recorded in the request's transaction, so a replayed one is refused.
 //
 // # Routes
 //
@@ -33,14 +37,12 @@
 package dataapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-
-	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/mod/sumdb/tlog"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -48,6 +50,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/httpapi"
