@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/dataapi"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // TestDisclosureCrashSafety kills `steward serve` with SIGKILL at random
