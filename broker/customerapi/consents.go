@@ -52,7 +52,7 @@ const maxDecisions = 50
 
 func (a *api) consents(w http.ResponseWriter, r *http.Request) {
 	ctx, me := r.Context(), customer(r.Context())
-	p, err := page(r)
+	p, err := httpapi.PageParams(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.log, err)
 		return

@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -184,22 +183,6 @@ func (a *api) checkCSRF(next http.Handler) http.Handler {
 	})
 }
 
-// page reads ?after= and ?limit=.
-func page(r *http.Request) (store.Page, error) {
-	p := store.Page{After: r.URL.Query().Get("after")}
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxLimit {
-			return p, fmt.Errorf("%w: limit must be a whole number from 1 to %d", broker.ErrInvalid, store.MaxLimit)
-		}
-		p.Limit = n
-	}
-	if len(p.After) > 200 {
-		return p, fmt.Errorf("%w: after is not an id", broker.ErrInvalid)
-	}
-	return p, nil
-}
-
 // list is a page of a listing.
 type list[T any] struct {
 	Items []T    `json:"items"`
@@ -281,7 +264,7 @@ type Disclosure struct {
 
 func (a *api) disclosures(w http.ResponseWriter, r *http.Request) {
 	ctx, me := r.Context(), customer(r.Context())
-	p, err := page(r)
+	p, err := httpapi.PageParams(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.log, err)
 		return

@@ -120,7 +120,7 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 		a.writeError(w, r, tok, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpapi.WriteJSON(w, http.StatusOK, v)
 }
 
 // ConsentList is a page of a firm's consents.
@@ -151,23 +151,17 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request, tok Token) {
 			return
 		}
 	}
-	if s := qv.Get("after"); s != "" {
-		if _, err := broker.ParseConsentID(s); err != nil {
-			a.writeError(w, r, tok, err)
-			return
-		}
-		f.Page.After = s
+	pg, err := httpapi.PageParams(r)
+	if err == nil && pg.After != "" {
+		_, err = broker.ParseConsentID(pg.After)
 	}
-	if s := qv.Get("limit"); s != "" {
-		var n int
-		if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 1 || n > store.MaxLimit || fmt.Sprint(n) != s {
-			a.writeError(w, r, tok, fmt.Errorf("%w: limit must be 1 to %d", broker.ErrInvalid, store.MaxLimit))
-			return
-		}
-		f.Page.Limit = n
+	if err != nil {
+		a.writeError(w, r, tok, err)
+		return
 	}
+	f.Page = pg
 	out := ConsentList{Consents: []ConsentView{}}
-	err := a.update(r.Context(), tok, func(tx store.Tx) error {
+	err = a.update(r.Context(), tok, func(tx store.Tx) error {
 		cs, err := tx.ListConsents(r.Context(), f)
 		if err != nil {
 			return err
@@ -188,7 +182,7 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request, tok Token) {
 		a.writeError(w, r, tok, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // DeletionRequest is the body of POST /v1/consents/{id}/deletion.
@@ -256,7 +250,7 @@ func (a *API) attestDeletion(w http.ResponseWriter, r *http.Request, tok Token) 
 		return
 	}
 	a.cfg.Kick()
-	writeJSON(w, http.StatusCreated, out)
+	httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
 // ReturnRequest is the body of POST /v1/consents/{id}/returned-data: one
@@ -353,15 +347,8 @@ func (a *API) returnData(w http.ResponseWriter, r *http.Request, tok Token) {
 		return
 	}
 	a.cfg.Kick()
-	writeJSON(w, http.StatusCreated, out)
+	httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
 var consentStates = []broker.ConsentState{broker.ConsentRequested, broker.ConsentGranted, broker.ConsentDenied,
 	broker.ConsentRevoked, broker.ConsentExpired}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
