@@ -7,9 +7,8 @@
 //     row), the firm, the customer and the customer's current terms, counts
 //     earlier disclosures in the frequency windows, and asks the policy's
 //     access decision, all inside the transaction that will record the
-//     disclosure. No decision outlives its request: what is reused (the
-//     policy's plan, whether a consent was granted by the customer) is
-//     fixed by inputs that never change.
+//     disclosure. No decision outlives its request: what the policy reuses
+//     (its plan) is fixed by inputs that never change.
 //  2. No disclosure without its ledger entry committed first: the
 //     decision record, the disclosure row and its ledger entry are written
 //     in that same transaction (Tx.RecordDisclosure), and the response
@@ -46,7 +45,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -151,10 +149,6 @@ type API struct {
 	router chi.Router
 	// dpop is cfg.DPoP recording proofs in the request's transaction.
 	dpop *dpop.Validator
-	// explicit remembers, per consent, whether the customer granted it
-	// themselves. A consent's grant event never changes, so this is not a
-	// cached decision: the access decision is still made on every request.
-	explicit sync.Map // broker.ConsentID → bool
 }
 
 // New builds the Data API. Mount its Handler at the server's root: its

@@ -281,33 +281,7 @@ func (a *API) accessInput(ctx context.Context, tx store.Tx, ac store.AccessConte
 	for i, w := range windows {
 		counts[w] = n[i]
 	}
-	explicit, err := a.isExplicit(ctx, tx, c)
-	if err != nil {
-		return policy.AccessRequest{}, err
-	}
-	return policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: c, Explicit: explicit, Terms: ac.Terms, Counts: counts, Now: now}, nil
-}
-
-// isExplicit reports whether the customer granted c themselves (rather
-// than a standing allow in their terms).
-func (a *API) isExplicit(ctx context.Context, tx store.Tx, c broker.Consent) (bool, error) {
-	if v, ok := a.explicit.Load(c.ID); ok {
-		return v.(bool), nil
-	}
-	hist, err := tx.ConsentHistory(ctx, c.ID)
-	if err != nil {
-		return false, err
-	}
-	explicit, granted := false, false
-	for _, ev := range hist {
-		if ev.From == broker.ConsentRequested && ev.To == broker.ConsentGranted {
-			explicit, granted = strings.HasPrefix(ev.Actor, "customer:"), true
-		}
-	}
-	if granted {
-		a.explicit.Store(c.ID, explicit)
-	}
-	return explicit, nil
+	return policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: c, Explicit: ac.Explicit, Terms: ac.Terms, Counts: counts, Now: now}, nil
 }
 
 // frequencyHit returns the consent's frequency window when the count in it

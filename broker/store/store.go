@@ -165,6 +165,10 @@ type AccessContext struct {
 	// Key is the customer's wrapped data key (zero if none), so that the
 	// disclosure opens the vault without reading it again.
 	Key broker.CustomerKey
+	// Explicit says the customer granted the consent themselves (its
+	// requested → granted event has a "customer:" actor), rather than a
+	// standing allow in their terms.
+	Explicit bool
 }
 
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a

@@ -155,7 +155,9 @@ func prefixed(cols, alias string) string {
 // the firm or customer rows would serialize all of a firm's disclosures.
 var accessContextSQL = `SELECT ` + prefixed(consentColumns, "c") + `, ` + prefixed(firmColumns, "f") + `, ` + prefixed(customerColumns, "u") + `,
 COALESCE(t.customer_id, ''), COALESCE(t.version, 0), COALESCE(t.raw, ''), COALESCE(t.hash, ''), t.created_at, COALESCE(p.pseudonym, ''),
-COALESCE(k.customer_id, ''), k.wrapped, COALESCE(k.key_version, 0), k.created_at
+COALESCE(k.customer_id, ''), k.wrapped, COALESCE(k.key_version, 0), k.created_at,
+EXISTS (SELECT 1 FROM consent_events e WHERE e.consent_id = c.id AND e.from_state = 'requested' AND e.to_state = 'granted'
+	AND e.actor LIKE 'customer:%')
 FROM consents c
 JOIN firms f ON f.id = c.firm_id
 JOIN customers u ON u.id = c.customer_id
@@ -175,7 +177,7 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store
 	s = scanFirm(s, &a.Firm)
 	s = scanCustomer(s, &a.Customer)
 	s = scanTerms(s, &a.Terms).str(&psn)
-	s = scanCustomerKey(s, &a.Key)
+	s = scanCustomerKey(s, &a.Key).flag(&a.Explicit)
 	if err := s.from(tx.Q.QueryRow(ctx, accessContextSQL+lock, id)); err != nil {
 		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, err)
 	}

@@ -1020,6 +1020,27 @@ func testAccessContext(t *testing.T, s store.Store) {
 		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})
+
+	// Explicit: granted by the customer, not by a standing allow.
+	for _, tc := range []struct {
+		actor string
+		want  bool
+	}{{"customer:" + string(c.ID), true}, {"terms:sha256:abc", false}} {
+		con := NewRequest(t, s, c.ID, f.ID)
+		granted, ev, err := con.Grant(con.Requested, Now, tc.actor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		update(t, s, func(tx store.Tx) error { return tx.UpdateConsent(ctx, granted, ev) })
+		got := func() store.AccessContext {
+			var a store.AccessContext
+			view(t, s, func(tx store.Tx) (err error) { a, err = tx.ReadAccessContext(ctx, con.ID); return err })
+			return a
+		}()
+		if got.Explicit != tc.want {
+			t.Errorf("granted by %s: Explicit = %v, want %v", tc.actor, got.Explicit, tc.want)
+		}
+	}
 }
 
 func testDeletionAttestations(t *testing.T, s store.Store) {
