@@ -211,26 +211,37 @@ func (p *Provider) Login() http.Handler {
 		case formRefused:
 			return
 		}
-		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
-		cus, outcome, wait, err := p.signIn(ctx, r, handle, pw)
-		switch {
-		case err != nil:
-			http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
-			return
-		case outcome == signInThrottled:
-			w.Header().Set("Retry-After", retryAfter(wait))
-			p.render(w, "login.html", http.StatusTooManyRequests, page{Title: "Sign in",
-				Error: "Too many failed sign-ins. Wait " + waitText(wait) + " and try again.",
-				CSRF:  p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
-			return
-		case outcome == signInWrong:
-			p.render(w, "login.html", http.StatusUnauthorized, page{Title: "Sign in", Error: "That handle and password do not match.",
-				CSRF: p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
+		again := func(status int, msg, handle string) {
+			p.render(w, "login.html", status, page{Title: "Sign in", Error: msg, CSRF: p.csrf(w, r), Interaction: id, Handle: handle, Action: PathLogin})
+		}
+		if !p.signInPost(ctx, w, r, again) {
 			return
 		}
-		p.setCookie(w, loginCookie, p.signLogin(cus.ID, p.now().Add(DefaultLoginLifespan)), DefaultLoginLifespan)
 		http.Redirect(w, r, p.cfg.Issuer+PathConsent+"?interaction="+url.QueryEscape(id), http.StatusSeeOther)
 	}), maxFormBody)
+}
+
+// signInPost answers a sign-in form's POST: on success it sets the login
+// cookie and returns true (the caller redirects); otherwise it has
+// answered, through again (the form shown again with an error, the status
+// and the handle typed) or with a 503, and returns false.
+func (p *Provider) signInPost(ctx context.Context, w http.ResponseWriter, r *http.Request, again func(status int, msg, handle string)) bool {
+	handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
+	cus, outcome, wait, err := p.signIn(ctx, r, handle, pw)
+	switch {
+	case err != nil:
+		http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
+		return false
+	case outcome == signInThrottled:
+		w.Header().Set("Retry-After", retryAfter(wait))
+		again(http.StatusTooManyRequests, "Too many failed sign-ins. Wait "+waitText(wait)+" and try again.", handle)
+		return false
+	case outcome == signInWrong:
+		again(http.StatusUnauthorized, "That handle and password do not match.", handle)
+		return false
+	}
+	p.setCookie(w, loginCookie, p.signLogin(cus.ID, p.now().Add(DefaultLoginLifespan)), DefaultLoginLifespan)
+	return true
 }
 
 // signInOutcome is what signIn concluded.

@@ -701,23 +701,12 @@ func (p *Provider) AccountLogin() http.Handler {
 		case formRefused:
 			return
 		}
-		handle, pw := r.PostFormValue("handle"), r.PostFormValue("password")
-		cus, outcome, wait, err := p.signIn(ctx, r, handle, pw)
-		switch {
-		case err != nil:
-			http.Error(w, "Sign-in is unavailable. Try again later.", http.StatusServiceUnavailable)
-			return
-		case outcome == signInThrottled:
-			w.Header().Set("Retry-After", retryAfter(wait))
-			p.renderAccount(w, "account_login", http.StatusTooManyRequests, accountPage{Title: "Sign in",
-				Error: "Too many failed sign-ins. Wait " + waitText(wait) + " and try again.", CSRF: p.csrf(w, r), Handle: handle, Next: next})
-			return
-		case outcome == signInWrong:
-			p.renderAccount(w, "account_login", http.StatusUnauthorized, accountPage{Title: "Sign in", Error: "That handle and password do not match.",
-				CSRF: p.csrf(w, r), Handle: handle, Next: next})
+		again := func(status int, msg, handle string) {
+			p.renderAccount(w, "account_login", status, accountPage{Title: "Sign in", Error: msg, CSRF: p.csrf(w, r), Handle: handle, Next: next})
+		}
+		if !p.signInPost(ctx, w, r, again) {
 			return
 		}
-		p.setCookie(w, loginCookie, p.signLogin(cus.ID, p.now().Add(DefaultLoginLifespan)), DefaultLoginLifespan)
 		http.Redirect(w, r, p.cfg.Issuer+next, http.StatusSeeOther)
 	}), maxFormBody)
 }
