@@ -37,9 +37,7 @@ package dataapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,8 +94,7 @@ func (txReplay) Seen(ctx context.Context, key string, exp time.Time) (bool, erro
 	if !ok {
 		return false, errors.New("dataapi: proof validated outside a request")
 	}
-	sum := sha256.Sum256([]byte(key))
-	slot.key, slot.exp = hex.EncodeToString(sum[:]), exp
+	slot.key, slot.exp = dpop.KeyDigest(key), exp
 	return false, nil
 }
 

@@ -2,8 +2,6 @@ package oauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"time"
 
@@ -33,8 +31,7 @@ func NewReplayCache(storage Storage, now func() time.Time) *ReplayCache {
 
 // Seen implements dpop.ReplayCache.
 func (c *ReplayCache) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
-	sum := sha256.Sum256([]byte(key))
-	err := c.storage.UseDPoPProof(ctx, hex.EncodeToString(sum[:]), exp, c.now())
+	err := c.storage.UseDPoPProof(ctx, dpop.KeyDigest(key), exp, c.now())
 	switch {
 	case errors.Is(err, broker.ErrConflict):
 		return true, nil

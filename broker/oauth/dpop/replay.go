@@ -2,6 +2,8 @@ package dpop
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -19,6 +21,16 @@ import (
 // serves a fleet.
 type ReplayCache interface {
 	Seen(ctx context.Context, key string, exp time.Time) (bool, error)
+}
+
+// KeyDigest is how a replay key is stored in a shared table: its SHA-256,
+// hex, which bounds the row whatever jti a client sends. Every writer of
+// one table (the authorization server's cache, a resource server
+// recording proofs in its own transactions) uses it, so they refuse each
+// other's proofs.
+func KeyDigest(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
 
 // DefaultReplayCacheSize bounds a MemoryReplayCache made with size 0.
