@@ -62,10 +62,14 @@ func pseudonym(ctx context.Context, tx store.Tx, c broker.Consent) (broker.Pseud
 	return psn, err
 }
 
-func (a *API) view(ctx context.Context, tx store.Tx, c broker.Consent) (ConsentView, error) {
-	psn, err := pseudonym(ctx, tx, c)
-	if err != nil {
-		return ConsentView{}, err
+// view is c as its firm sees it; psn is the customer's pseudonym when the
+// caller has read it already ("": look it up).
+func (a *API) view(ctx context.Context, tx store.Tx, c broker.Consent, psn broker.Pseudonym) (ConsentView, error) {
+	if psn == "" {
+		var err error
+		if psn, err = pseudonym(ctx, tx, c); err != nil {
+			return ConsentView{}, err
+		}
 	}
 	v := ConsentView{ID: c.ID, Customer: psn, CustomerErased: psn == "", ClientID: c.ClientID, State: c.State, Requested: c.Requested, Granted: c.Granted,
 		RequestedAt: c.RequestedAt, DecidedAt: c.DecidedAt, ExpiresAt: c.ExpiresAt, EndedAt: c.EndedAt}
@@ -87,7 +91,7 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 			return err
 		}
 		c := ac.Consent
-		if v, err = a.view(ctx, tx, c); err != nil {
+		if v, err = a.view(ctx, tx, c, ac.Pseudonym); err != nil {
 			return err
 		}
 		v.MayFetch = &MayFetch{Categories: []string{}, Reasons: []broker.Reason{}}
@@ -167,7 +171,7 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request, tok Token) {
 			return err
 		}
 		for _, c := range cs {
-			v, err := a.view(r.Context(), tx, c)
+			v, err := a.view(r.Context(), tx, c, "")
 			if err != nil {
 				return err
 			}
