@@ -9,18 +9,28 @@
 // the product.
 //
 //	go run ./bench/dataapi -db postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
-//	    [-customers 100000] [-firms 100] [-tokens 200] [-concurrency 1,10] [-duration 20s]
+//	    [-customers 100000] [-firms 100] [-tokens 200] [-concurrency 1,10] [-duration 20s] [-keep DIR]
 //
 // -db names a server and a database the user may DROP and CREATE databases
-// from; the harness uses its own database, steward_bench, recreated each run.
+// from; the harness uses its own database, steward_bench, recreated each run
+// unless -keep names a directory holding an earlier run's seed (its data
+// directory, master key and firm keys), when it reuses database and seed.
+// After seeding, the database is vacuumed, analysed and checkpointed, so a
+// run measures a settled database rather than the seed's aftermath.
+//
+// Beside throughput and latency it reports the CPU time each process spent
+// per disclosure (the server, PostgreSQL's processes, the harness itself),
+// read from /proc, since all three share the machine.
 package main
 
 import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -61,6 +71,7 @@ func main() {
 	conc := flag.String("concurrency", "1,10", "comma-separated client counts to measure")
 	dur := flag.Duration("duration", 20*time.Second, "measuring time per concurrency")
 	bin := flag.String("steward", "", "steward binary (default: go build ./cmd/steward)")
+	keep := flag.String("keep", "", "directory to keep the seed in; a later run with the same directory reuses the seeded database")
 	flag.Parse()
 	if *db == "" {
 		fmt.Fprintln(os.Stderr, "dataapi: -db is required")
@@ -68,35 +79,59 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *db, *bin, *customers, *firms, *tokens, *conc, *dur); err != nil {
+	if err := run(ctx, *db, *bin, *keep, *customers, *firms, *tokens, *conc, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "dataapi:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, adminURL, bin string, nCustomers, nFirms, nTokens int, conc string, dur time.Duration) error {
-	dbURL, err := freshDatabase(ctx, adminURL, "steward_bench")
-	if err != nil {
+const benchDB = "steward_bench"
+
+func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nTokens int, conc string, dur time.Duration) error {
+	dir := keep
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "steward-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "steward-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	if bin == "" {
 		bin = filepath.Join(dir, "steward")
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/steward").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
-	t0 := time.Now()
-	seeded, err := seed(ctx, dbURL, dir, nCustomers, nFirms)
+	dbURL, err := databaseURL(adminURL, benchDB)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("seeded %d customers (2 vault records and a granted consent each), %d firms in %v\n",
-		nCustomers, nFirms, time.Since(t0).Round(time.Second))
+	seeded, err := loadSeed(dir)
+	switch {
+	case err == nil:
+		fmt.Printf("reusing the seed in %s: %d customers, %d firms\n", dir, len(seeded.Customers), len(seeded.Firms))
+	case errors.Is(err, fs.ErrNotExist):
+		if err := freshDatabase(ctx, adminURL, benchDB); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if seeded, err = seed(ctx, dbURL, dir, nCustomers, nFirms); err != nil {
+			return err
+		}
+		if err := settle(ctx, dbURL); err != nil {
+			return err
+		}
+		if err := saveSeed(dir, seeded); err != nil {
+			return err
+		}
+		fmt.Printf("seeded %d customers (2 vault records and a granted consent each), %d firms in %v\n",
+			nCustomers, nFirms, time.Since(t0).Round(time.Second))
+	default:
+		return err
+	}
 
 	base, srv, err := startServer(ctx, bin, dir, dbURL)
 	if err != nil {
@@ -104,7 +139,7 @@ func run(ctx context.Context, adminURL, bin string, nCustomers, nFirms, nTokens 
 	}
 	defer func() { _ = srv.Process.Signal(os.Interrupt); _ = srv.Wait() }()
 
-	t0 = time.Now()
+	t0 := time.Now()
 	grants, err := authorize(ctx, base, seeded, nTokens)
 	if err != nil {
 		return err
@@ -117,27 +152,29 @@ func run(ctx context.Context, adminURL, bin string, nCustomers, nFirms, nTokens 
 		if err != nil || c < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
 		}
-		if err := measure(ctx, grants, c, dur); err != nil {
+		if err := measure(ctx, grants, c, dur, srv.Process.Pid); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// freshDatabase drops and creates name on the server of adminURL and
-// returns its URL.
-func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
+// freshDatabase drops and creates name on the server of adminURL.
+func freshDatabase(ctx context.Context, adminURL, name string) error {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return "", err
+		return err
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", err
-	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+	return err
+}
+
+// databaseURL is adminURL naming database name instead.
+func databaseURL(adminURL, name string) (string, error) {
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", err
@@ -146,15 +183,61 @@ func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
 	return u.String(), nil
 }
 
+// settle vacuums, analyses and checkpoints the freshly seeded database, as
+// a database in service would be, so that the measurement does not race
+// autovacuum and the checkpointer over the seed's writes.
+func settle(ctx context.Context, dbURL string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"VACUUM (ANALYZE)", "CHECKPOINT"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
 type firm struct {
-	id     broker.FirmID
-	client broker.ClientID
-	key    ed25519.PrivateKey
+	ID     broker.FirmID      `json:"id"`
+	Client broker.ClientID    `json:"client"`
+	Key    ed25519.PrivateKey `json:"key"`
+}
+
+type customer struct {
+	ID     broker.CustomerID `json:"id"`
+	Handle string            `json:"handle"`
 }
 
 type seeded struct {
-	firms     []firm
-	customers []broker.Customer
+	Firms     []firm     `json:"firms"`
+	Customers []customer `json:"customers"`
+}
+
+// seedFile holds, in a -keep directory, what a later run needs to reuse a
+// seed: the firms' private keys and the customers' handles.
+const seedFile = "seed.json"
+
+func loadSeed(dir string) (*seeded, error) {
+	b, err := os.ReadFile(filepath.Join(dir, seedFile))
+	if err != nil {
+		return nil, err
+	}
+	var s seeded
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", seedFile, err)
+	}
+	return &s, nil
+}
+
+func saveSeed(dir string, s *seeded) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, seedFile), b, 0o600)
 }
 
 // seed writes firms, clients and customers with vault records and one
@@ -182,16 +265,16 @@ func seed(ctx context.Context, dbURL, dir string, nCustomers, nFirms int) (*seed
 	err = st.Update(ctx, func(tx store.Tx) error {
 		for i := range nFirms {
 			key, jwks := firmclient.NewKey("k1")
-			f := firm{id: broker.NewFirmID(), client: broker.NewClientID(), key: key}
-			if err := tx.CreateFirm(ctx, broker.Firm{ID: f.id, LegalName: fmt.Sprintf("Bench Firm %03d Ltd", i), Sector: "retail",
+			f := firm{ID: broker.NewFirmID(), Client: broker.NewClientID(), Key: key}
+			if err := tx.CreateFirm(ctx, broker.Firm{ID: f.ID, LegalName: fmt.Sprintf("Bench Firm %03d Ltd", i), Sector: "retail",
 				Jurisdiction: "GB", Status: broker.FirmApproved, CreatedAt: now, UpdatedAt: now}); err != nil {
 				return err
 			}
-			if err := tx.CreateClient(ctx, broker.Client{ID: f.client, FirmID: f.id, Name: "bench", RedirectURIs: []string{redirectURI},
+			if err := tx.CreateClient(ctx, broker.Client{ID: f.Client, FirmID: f.ID, Name: "bench", RedirectURIs: []string{redirectURI},
 				JWKS: jwks, Status: broker.ClientActive, CreatedAt: now}); err != nil {
 				return err
 			}
-			out.firms = append(out.firms, f)
+			out.Firms = append(out.Firms, f)
 		}
 		return nil
 	})
@@ -216,8 +299,8 @@ func seed(ctx context.Context, dbURL, dir string, nCustomers, nFirms int) (*seed
 						return err
 					}
 				}
-				f := out.firms[i%len(out.firms)]
-				con, ev, err := broker.NewConsentRequest(c.ID, f.id, f.client, scope, now, "firm:"+string(f.id))
+				f := out.Firms[i%len(out.Firms)]
+				con, ev, err := broker.NewConsentRequest(c.ID, f.ID, f.Client, scope, now, "firm:"+string(f.ID))
 				if err != nil {
 					return err
 				}
@@ -231,7 +314,7 @@ func seed(ctx context.Context, dbURL, dir string, nCustomers, nFirms int) (*seed
 				if err := tx.UpdateConsent(ctx, con, ev); err != nil {
 					return err
 				}
-				out.customers = append(out.customers, c)
+				out.Customers = append(out.Customers, customer{ID: c.ID, Handle: c.Handle})
 			}
 			return nil
 		})
@@ -277,12 +360,12 @@ type grant struct {
 // authorize runs the OAuth flow for n random customers, each with the
 // firm its seeded consent names, over 4 goroutines.
 func authorize(ctx context.Context, base string, s *seeded, n int) ([]grant, error) {
-	clients := make([]*firmclient.Client, len(s.firms))
-	for i, f := range s.firms {
-		clients[i] = firmclient.New(base, string(f.client), f.key, "k1")
+	clients := make([]*firmclient.Client, len(s.Firms))
+	for i, f := range s.Firms {
+		clients[i] = firmclient.New(base, string(f.Client), f.Key, "k1")
 		clients[i].HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
 	}
-	idx := rand.Perm(len(s.customers))[:min(n, len(s.customers))]
+	idx := rand.Perm(len(s.Customers))[:min(n, len(s.Customers))]
 	var (
 		mu   sync.Mutex
 		out  []grant
@@ -299,7 +382,7 @@ func authorize(ctx context.Context, base string, s *seeded, n int) ([]grant, err
 				}
 				i := idx[k]
 				c := clients[i%len(clients)]
-				g, err := flow(ctx, c, s.customers[i])
+				g, err := flow(ctx, c, s.Customers[i])
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -317,7 +400,7 @@ func authorize(ctx context.Context, base string, s *seeded, n int) ([]grant, err
 	return out, nil
 }
 
-func flow(ctx context.Context, c *firmclient.Client, cus broker.Customer) (grant, error) {
+func flow(ctx context.Context, c *firmclient.Client, cus customer) (grant, error) {
 	pk := firmclient.NewPKCE()
 	authURL, err := c.PAR(ctx, redirectURI, details, pk)
 	if err != nil {
@@ -344,8 +427,9 @@ func flow(ctx context.Context, c *firmclient.Client, cus broker.Customer) (grant
 	return grant{client: c, token: tok.AccessToken, consent: in.ConsentID}, nil
 }
 
-// measure runs c clients fetching for dur and prints the figures.
-func measure(ctx context.Context, grants []grant, c int, dur time.Duration) error {
+// measure runs c clients fetching for dur and prints the figures, with
+// the CPU time the server (pid), PostgreSQL and the harness spent.
+func measure(ctx context.Context, grants []grant, c int, dur time.Duration, pid int) error {
 	var (
 		mu      sync.Mutex
 		lat     []time.Duration
@@ -353,6 +437,7 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration) erro
 		badBody atomic.Value
 		wg      sync.WaitGroup
 	)
+	cpu0 := readCPU(pid)
 	deadline := time.Now().Add(dur)
 	start := time.Now()
 	for w := range c {
@@ -382,6 +467,7 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration) erro
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	used := readCPU(pid).since(cpu0)
 	if len(lat) == 0 {
 		return fmt.Errorf("no successful fetch at concurrency %d: %v", c, badBody.Load())
 	}
@@ -390,8 +476,70 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration) erro
 	fmt.Printf("concurrency %2d: %6d disclosures in %v = %7.1f/s; latency p50 %v p99 %v max %v; %d failed\n",
 		c, len(lat), elapsed.Round(time.Millisecond), float64(len(lat))/elapsed.Seconds(),
 		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), bad.Load())
+	per := func(d time.Duration) time.Duration { return (d / time.Duration(len(lat))).Round(time.Microsecond) }
+	fmt.Printf("  CPU per disclosure: server %v, PostgreSQL %v, harness %v, the rest of the machine %v; machine idle %.0f%%\n",
+		per(used.server), per(used.postgres), per(used.harness), per(used.busy-used.server-used.postgres-used.harness),
+		100*used.idle.Seconds()/(used.idle+used.busy).Seconds())
 	if b := badBody.Load(); b != nil {
 		fmt.Printf("  a failure: %v\n", b)
 	}
 	return nil
+}
+
+// cpuUse is CPU time from /proc: of the server, of every postgres
+// process, of this process, and the whole machine's busy and idle time.
+type cpuUse struct{ server, postgres, harness, busy, idle time.Duration }
+
+func (u cpuUse) since(v cpuUse) cpuUse {
+	return cpuUse{u.server - v.server, u.postgres - v.postgres, u.harness - v.harness, u.busy - v.busy, u.idle - v.idle}
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times, on Linux.
+const clockTick = 10 * time.Millisecond
+
+// readCPU reads cpuUse; where /proc is missing the figures are zero.
+func readCPU(server int) cpuUse {
+	u := cpuUse{server: procCPU(strconv.Itoa(server)), harness: procCPU("self")}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			u.postgres += procCPU(e.Name())
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			n, _ := strconv.ParseInt(f, 10, 64)
+			switch i {
+			case 3, 4: // idle, iowait
+				u.idle += time.Duration(n) * clockTick
+			case 0, 1, 2, 5, 6, 7:
+				u.busy += time.Duration(n) * clockTick
+			}
+		}
+	}
+	return u
+}
+
+// procCPU is the user and system time of /proc/<pid>.
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * clockTick
 }
