@@ -42,7 +42,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -114,9 +116,9 @@ type Policy interface {
 // Vault opens and writes vault records inside a store transaction.
 type Vault interface {
 	RecordsTx(ctx context.Context, tx store.Tx, customer broker.CustomerID, categories ...string) ([]broker.Record, error)
-	// RecordsWithKey opens the records with the wrapped key the caller
-	// read already (store.AccessContext.Key).
-	RecordsWithKey(ctx context.Context, tx store.Tx, k broker.CustomerKey, customer broker.CustomerID, categories ...string) ([]broker.Record, error)
+	// OpenRecords opens sealed records with the wrapped key the caller
+	// read already (store.AccessContext's Records and Key).
+	OpenRecords(k broker.CustomerKey, customer broker.CustomerID, sealed []broker.SealedRecord, categories ...string) ([]broker.Record, error)
 	PutTx(ctx context.Context, tx store.Tx, r broker.Record) error
 }
 
@@ -146,6 +148,8 @@ type API struct {
 	router chi.Router
 	// dpop is cfg.DPoP recording proofs in the request's transaction.
 	dpop *dpop.Validator
+	// windows guesses each consent's frequency windows (see windowGuess).
+	windows windowGuess
 }
 
 // New builds the Data API. Mount its Handler at the server's root: its
@@ -313,17 +317,89 @@ func (a *API) consentFor(ctx context.Context, tx store.Tx, r *http.Request, tok 
 }
 
 // accessContext reads (locking, in an update) the consent named in the
-// path for tok with everything its access decision depends on.
-func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool) (store.AccessContext, error) {
+// path for tok with everything its access decision at now depends on,
+// including the disclosure counts in its frequency windows, and, if
+// records is set, the customer's sealed vault records; all in one round
+// trip where the store pipelines.
+func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool, now time.Time, records bool) (access, error) {
 	id, err := consentID(r, tok, firmTokenOK)
 	if err != nil {
-		return store.AccessContext{}, err
+		return access{}, err
 	}
-	ac, err := tx.ReadAccessContext(ctx, id)
+	guess := a.windows.get(id)
+	ac, err := tx.ReadAccessContext(ctx, id, store.AccessQuery{Since: since(guess, now), Records: records})
 	if err != nil {
-		return store.AccessContext{}, err
+		return access{}, err
 	}
-	return ac, ownConsent(ac.Consent, tok)
+	if err := ownConsent(ac.Consent, tok); err != nil {
+		return access{}, err
+	}
+	windows, err := a.cfg.Policy.Windows(ac.Consent, ac.Terms)
+	if err != nil {
+		return access{}, err
+	}
+	counts := ac.Counts
+	if !slices.Equal(windows, guess) {
+		// The guess missed (first request, or the consent or terms
+		// changed): count again, still under the consent's lock.
+		if counts, err = tx.CountDisclosuresSince(ctx, id, since(windows, now)); err != nil {
+			return access{}, err
+		}
+		a.windows.put(id, windows)
+	}
+	in := policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: ac.Consent, Explicit: ac.Explicit, Terms: ac.Terms,
+		Counts: make(map[broker.Duration]int, len(windows)), Now: now}
+	for i, w := range windows {
+		in.Counts[w] = counts[i]
+	}
+	return access{AccessContext: ac, in: in}, nil
+}
+
+// access is a consent's access context with the access decision's input
+// (all but what the request asks for).
+type access struct {
+	store.AccessContext
+	in policy.AccessRequest
+}
+
+// since is when each window began at now.
+func since(windows []broker.Duration, now time.Time) []time.Time {
+	if len(windows) == 0 {
+		return nil
+	}
+	out := make([]time.Time, len(windows))
+	for i, w := range windows {
+		out[i] = w.SubtractFrom(now)
+	}
+	return out
+}
+
+// windowGuess remembers each consent's frequency windows from its last
+// request, so that the next one can count its disclosures in them in the
+// same round trip that reads and locks the consent. It is only a guess:
+// the windows are worked out again from what that read returns, and
+// counted again if they differ. It forgets everything when full.
+type windowGuess struct {
+	mu sync.Mutex
+	m  map[broker.ConsentID][]broker.Duration
+}
+
+// maxWindowGuesses bounds windowGuess (about 100 bytes each).
+const maxWindowGuesses = 100_000
+
+func (g *windowGuess) get(id broker.ConsentID) []broker.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.m[id]
+}
+
+func (g *windowGuess) put(id broker.ConsentID, windows []broker.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil || len(g.m) >= maxWindowGuesses {
+		g.m = make(map[broker.ConsentID][]broker.Duration)
+	}
+	g.m[id] = windows
 }
 
 func hasScope(t Token, s string) bool {

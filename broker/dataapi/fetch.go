@@ -16,7 +16,6 @@ import (
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/httpapi"
-	"github.com/stewardhq/steward/broker/policy"
 	"github.com/stewardhq/steward/broker/store"
 )
 
@@ -186,15 +185,12 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	if tok.ConsentID == "" {
 		return outcome{}, fmt.Errorf("fetch with a firm token: %w", broker.ErrForbidden)
 	}
-	ac, err := a.accessContext(ctx, tx, r, tok, false)
+	now := a.now()
+	ac, err := a.accessContext(ctx, tx, r, tok, false, now, true)
 	if err != nil {
 		return outcome{}, err
 	}
-	c, now := ac.Consent, a.now()
-	in, err := a.accessInput(ctx, tx, ac, now)
-	if err != nil {
-		return outcome{}, err
-	}
+	c, in := ac.Consent, ac.in
 	q = q.complete(c.Granted)
 	in.Categories, in.Fields, in.Purpose = q.Categories, q.Fields, c.Granted.Purpose
 	d, err := a.cfg.Policy.Access(ctx, in)
@@ -211,7 +207,7 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 		}
 		return outcome{refused: &d, hash: hash, limited: frequencyHit(c, in.Counts)}, nil
 	}
-	recs, err := a.cfg.Vault.RecordsWithKey(ctx, tx, ac.Key, c.CustomerID, d.Scope.Categories...)
+	recs, err := a.cfg.Vault.OpenRecords(ac.Key, c.CustomerID, ac.Records, d.Scope.Categories...)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -259,29 +255,6 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 	}
 	body.DisclosureID, body.Commitment, body.Salt, body.Receipt = dis.ID, dis.Commitment, salt, rc
 	return outcome{body: body}, nil
-}
-
-// accessInput builds the access decision's input from ac and, in tx, the
-// disclosure counts in the frequency windows.
-func (a *API) accessInput(ctx context.Context, tx store.Tx, ac store.AccessContext, now time.Time) (policy.AccessRequest, error) {
-	c := ac.Consent
-	windows, err := a.cfg.Policy.Windows(c, ac.Terms)
-	if err != nil {
-		return policy.AccessRequest{}, err
-	}
-	since := make([]time.Time, len(windows))
-	for i, w := range windows {
-		since[i] = w.SubtractFrom(now)
-	}
-	n, err := tx.CountDisclosuresSince(ctx, c.ID, since)
-	if err != nil {
-		return policy.AccessRequest{}, err
-	}
-	counts := make(map[broker.Duration]int, len(windows))
-	for i, w := range windows {
-		counts[w] = n[i]
-	}
-	return policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: c, Explicit: ac.Explicit, Terms: ac.Terms, Counts: counts, Now: now}, nil
 }
 
 // frequencyHit returns the consent's frequency window when the count in it

@@ -86,7 +86,8 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 	ctx := r.Context()
 	var v ConsentView
 	err := a.update(ctx, tok, func(tx store.Tx) error {
-		ac, err := a.accessContext(ctx, tx, r, tok, true)
+		now := a.now()
+		ac, err := a.accessContext(ctx, tx, r, tok, true, now, false)
 		if err != nil {
 			return err
 		}
@@ -99,11 +100,7 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 			v.MayFetch.Reasons = []broker.Reason{{Source: broker.ReasonConsent, Text: fmt.Sprintf("The consent is %s.", c.State)}}
 			return nil
 		}
-		now := a.now()
-		in, err := a.accessInput(ctx, tx, ac, now)
-		if err != nil {
-			return err
-		}
+		in := ac.in
 		q := fetchRequest{}.complete(c.Granted)
 		in.Categories, in.Fields, in.Purpose = q.Categories, q.Fields, c.Granted.Purpose
 		d, err := a.cfg.Policy.Access(ctx, in)

@@ -15,6 +15,14 @@
 // refuse, with broker.ErrConflict, a consent whose stored Version is not
 // c.Version-1, and MUST append the event to the history in the same
 // transaction.
+//
+// A backend MAY defer writes whose only result is success (InsertDecision,
+// RecordDisclosure, InsertDisclosure, StageLedgerEntry, UseDPoPProof) and
+// send them with the transaction's next statement or with its commit, to
+// save round trips (store/postgres does, in one pipeline). Their errors
+// then come from that later call or from Update; either way the
+// transaction fails and nothing it wrote stays. Deferred writes run in
+// order before anything that follows them, so reads see them.
 package store
 
 import (
@@ -169,6 +177,21 @@ type AccessContext struct {
 	// requested → granted event has a "customer:" actor), rather than a
 	// standing allow in their terms.
 	Explicit bool
+	// Counts are the consent's disclosures at or after each of
+	// AccessQuery.Since, as CountDisclosuresSince counts them.
+	Counts []int
+	// Records are the customer's sealed vault records, by category, when
+	// AccessQuery.Records asked for them.
+	Records []broker.SealedRecord
+}
+
+// AccessQuery is what ReadAccessContext reads besides the access context
+// itself, in the same round trip where the backend pipelines.
+type AccessQuery struct {
+	// Since asks for AccessContext.Counts.
+	Since []time.Time
+	// Records asks for AccessContext.Records.
+	Records bool
 }
 
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
@@ -263,8 +286,11 @@ type Tx interface {
 	// Update, like GetConsent), its firm, its customer, the customer's
 	// newest terms version (zero if none), the firm's pseudonym for the
 	// customer ("" if none yet) and the customer's wrapped data key (zero
-	// if none). The Data API calls it on every request.
-	ReadAccessContext(ctx context.Context, id broker.ConsentID) (AccessContext, error)
+	// if none); and, as q asks, the consent's disclosure counts and the
+	// customer's sealed records. The counts are taken after the consent
+	// is locked, so they include every disclosure committed before it.
+	// The Data API calls it on every request.
+	ReadAccessContext(ctx context.Context, id broker.ConsentID, q AccessQuery) (AccessContext, error)
 	// AttestDeletion stores a firm's deletion attestation for a consent;
 	// broker.ErrConflict if the consent already has one.
 	AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error

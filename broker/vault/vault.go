@@ -268,45 +268,64 @@ func (s *Service) Records(ctx context.Context, customer broker.CustomerID, categ
 // not open fails the whole call with broker.ErrUnreadable: a vault is never
 // returned with holes in it.
 func (s *Service) RecordsTx(ctx context.Context, tx store.Tx, customer broker.CustomerID, categories ...string) ([]broker.Record, error) {
-	return s.records(ctx, tx, customer, nil, categories)
-}
-
-// RecordsWithKey is RecordsTx for a caller that has already read the
-// customer's wrapped data key k (store.AccessContext.Key); a zero k means
-// the customer has none, and so no readable records.
-func (s *Service) RecordsWithKey(ctx context.Context, tx store.Tx, k broker.CustomerKey, customer broker.CustomerID, categories ...string) ([]broker.Record, error) {
-	if k.CustomerID != customer {
-		if k.CustomerID != "" {
-			return nil, fmt.Errorf("%w: key of %s given for %s", broker.ErrInvalid, k.CustomerID, customer)
-		}
-		k.CustomerID = customer // zero: found to be missing below, if records exist
-	}
-	return s.records(ctx, tx, customer, &k, categories)
-}
-
-func (s *Service) records(ctx context.Context, tx store.Tx, customer broker.CustomerID, given *broker.CustomerKey, categories []string) ([]broker.Record, error) {
 	sealed, err := tx.ListRecords(ctx, customer)
 	if err != nil {
 		return nil, err
 	}
-	if len(categories) > 0 {
-		sealed = slices.DeleteFunc(sealed, func(r broker.SealedRecord) bool { return !slices.Contains(categories, r.Category) })
-	}
-	if len(sealed) == 0 {
+	if sealed = only(sealed, categories); len(sealed) == 0 {
 		return nil, nil
 	}
-	var k dataKey
-	switch {
-	case given == nil:
-		k, err = s.keyFor(ctx, tx, customer, false)
-	case len(given.Wrapped) == 0:
-		err = fmt.Errorf("key of %s: %w", customer, broker.ErrNotFound)
-	default:
-		k, err = s.open(*given)
-	}
+	k, err := s.keyFor(ctx, tx, customer, false)
 	if err != nil {
 		return nil, err
 	}
+	return k.openAll(sealed)
+}
+
+// OpenRecords opens the customer's sealed records that the caller has
+// read already, with their wrapped data key k (store.AccessContext's
+// Records and Key), keeping only categories when some are given. A zero
+// k means the customer has none, and so no readable records; a key or
+// record of another customer is broker.ErrInvalid.
+func (s *Service) OpenRecords(k broker.CustomerKey, customer broker.CustomerID, sealed []broker.SealedRecord, categories ...string) ([]broker.Record, error) {
+	if k.CustomerID != customer && k.CustomerID != "" {
+		return nil, fmt.Errorf("%w: key of %s given for %s", broker.ErrInvalid, k.CustomerID, customer)
+	}
+	if sealed = only(sealed, categories); len(sealed) == 0 {
+		return nil, nil
+	}
+	for _, r := range sealed {
+		if r.CustomerID != customer {
+			return nil, fmt.Errorf("%w: record of %s given for %s", broker.ErrInvalid, r.CustomerID, customer)
+		}
+	}
+	if len(k.Wrapped) == 0 {
+		return nil, fmt.Errorf("key of %s: %w", customer, broker.ErrNotFound)
+	}
+	dk, err := s.open(k)
+	if err != nil {
+		return nil, err
+	}
+	return dk.openAll(sealed)
+}
+
+// only returns the records of categories (all of them if none are named),
+// leaving sealed as it is.
+func only(sealed []broker.SealedRecord, categories []string) []broker.SealedRecord {
+	if len(categories) == 0 {
+		return sealed
+	}
+	out := make([]broker.SealedRecord, 0, len(categories))
+	for _, r := range sealed {
+		if slices.Contains(categories, r.Category) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// openAll opens every record, or fails as a whole.
+func (k dataKey) openAll(sealed []broker.SealedRecord) ([]broker.Record, error) {
 	out := make([]broker.Record, 0, len(sealed))
 	for _, r := range sealed {
 		v, err := k.open(r.Category, r.Sealed)

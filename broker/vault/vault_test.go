@@ -496,13 +496,16 @@ func TestConcurrentFirstPut(t *testing.T) {
 	})
 }
 
-// TestRecordsWithKey: opening with a key the caller read already gives the
-// same records as RecordsTx; a missing key or another customer's is refused.
-func TestRecordsWithKey(t *testing.T) {
+// TestOpenRecords: opening records and a key the caller read already gives
+// the same records as RecordsTx; a missing key, another customer's key or
+// another customer's record is refused, and a record that does not open
+// fails the whole call.
+func TestOpenRecords(t *testing.T) {
 	s := backendtest.Open(t, "")
 	v := newService(t, s, vault.Config{})
 	alice, bob := createCustomer(t, s, "alice"), createCustomer(t, s, "bob")
 	mustPut(t, v, alice.ID, "Contact", aliceContact)
+	mustPut(t, v, alice.ID, "Preference", alicePrefs)
 	mustPut(t, v, bob.ID, "Preference", alicePrefs)
 	ctx := t.Context()
 	err := s.View(ctx, func(tx store.Tx) error {
@@ -510,19 +513,41 @@ func TestRecordsWithKey(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		want, err := v.RecordsTx(ctx, tx, alice.ID)
+		sealed, err := tx.ListRecords(ctx, alice.ID)
 		if err != nil {
 			return err
 		}
-		got, err := v.RecordsWithKey(ctx, tx, k, alice.ID)
+		bobs, err := tx.ListRecords(ctx, bob.ID)
+		if err != nil {
+			return err
+		}
+		want, err := v.RecordsTx(ctx, tx, alice.ID, "Preference")
+		if err != nil {
+			return err
+		}
+		got, err := v.OpenRecords(k, alice.ID, sealed, "Preference")
 		if err != nil || len(got) != 1 || string(got[0].Value) != string(want[0].Value) {
-			t.Errorf("RecordsWithKey = %v, %v; want %v", got, err, want)
+			t.Errorf("OpenRecords = %v, %v; want %v", got, err, want)
 		}
-		if _, err := v.RecordsWithKey(ctx, tx, broker.CustomerKey{}, alice.ID); !errors.Is(err, broker.ErrNotFound) {
-			t.Errorf("RecordsWithKey without a key: %v, want ErrNotFound", err)
+		if len(sealed) != 2 {
+			t.Errorf("OpenRecords changed the records it was given: %d left", len(sealed))
 		}
-		if _, err := v.RecordsWithKey(ctx, tx, k, bob.ID); !errors.Is(err, broker.ErrInvalid) {
-			t.Errorf("RecordsWithKey with another customer's key: %v, want ErrInvalid", err)
+		if got, err := v.OpenRecords(k, alice.ID, sealed, "Location"); err != nil || len(got) != 0 {
+			t.Errorf("OpenRecords of a category with no record = %v, %v", got, err)
+		}
+		if _, err := v.OpenRecords(broker.CustomerKey{}, alice.ID, sealed); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("OpenRecords without a key: %v, want ErrNotFound", err)
+		}
+		if _, err := v.OpenRecords(k, bob.ID, bobs); !errors.Is(err, broker.ErrInvalid) {
+			t.Errorf("OpenRecords with another customer's key: %v, want ErrInvalid", err)
+		}
+		if _, err := v.OpenRecords(k, alice.ID, append(slices.Clone(sealed), bobs...)); !errors.Is(err, broker.ErrInvalid) {
+			t.Errorf("OpenRecords with another customer's record: %v, want ErrInvalid", err)
+		}
+		bad := slices.Clone(sealed)
+		bad[0].Sealed = append(slices.Clone(bad[0].Sealed[:len(bad[0].Sealed)-1]), bad[0].Sealed[len(bad[0].Sealed)-1]^1)
+		if _, err := v.OpenRecords(k, alice.ID, bad); !errors.Is(err, broker.ErrUnreadable) {
+			t.Errorf("OpenRecords of a tampered record: %v, want ErrUnreadable", err)
 		}
 		return nil
 	})

@@ -53,8 +53,8 @@ var dialect = &relational.Dialect{
 }
 
 func mapError(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, broker.ErrNotFound) || errors.Is(err, broker.ErrConflict) || errors.Is(err, broker.ErrInvalid) {
+		return err // nil, or mapped already
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w (%w)", broker.ErrNotFound, err)
@@ -122,20 +122,16 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 // Ledger returns the ledger storage on this database (ledger.Storage).
 func (s *Store) Ledger() *relational.Ledger {
 	return &relational.Ledger{
-		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
-			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
-		},
-		View: s.read,
+		Update: s.update,
+		View:   s.read,
 	}
 }
 
 // OAuth returns the OAuth authorization server's storage on this database.
 func (s *Store) OAuth() *relational.OAuth {
 	return &relational.OAuth{
-		Update: func(ctx context.Context, fn func(*relational.Tx) error) error {
-			return s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
-		},
-		View: s.read,
+		Update: s.update,
+		View:   s.read,
 		Begin: func(ctx context.Context) (*relational.Tx, func() error, func(), error) {
 			ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
 			if err != nil {
@@ -203,7 +199,8 @@ func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
 	return out, err
 }
 
-// Update runs fn in a read-write transaction. A transaction PostgreSQL
+// Update runs fn in a read-write transaction, pipelined (see pipe). A
+// transaction PostgreSQL
 // aborts to break a deadlock (or a serialization failure) is run again,
 // from the start, up to updateAttempts times in all: two transactions
 // that lock the same rows in opposite orders (a revocation and a token
@@ -212,7 +209,7 @@ func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	var err error
 	for range updateAttempts {
-		err = s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, _ pgx.Tx) error { return fn(tx) })
+		err = s.update(ctx, func(tx *relational.Tx) error { return fn(tx) })
 		if !retryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -247,23 +244,6 @@ func (s *Store) read(ctx context.Context, fn func(*relational.Tx) error) error {
 	}
 	defer conn.Release()
 	return fn(&relational.Tx{Q: connQuerier{conn}, D: dialect, Writable: false})
-}
-
-// ExecBatch implements relational.Batcher: the statements go to the
-// server in one pipeline, inside the transaction.
-func (q querier) ExecBatch(ctx context.Context, stmts []relational.Stmt) error {
-	b := &pgx.Batch{}
-	for _, s := range stmts {
-		b.Queue(s.SQL, s.Args...)
-	}
-	br := q.tx.SendBatch(ctx, b)
-	for range stmts {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			return err
-		}
-	}
-	return br.Close()
 }
 
 // connQuerier adapts a pooled connection to relational.Querier for View.

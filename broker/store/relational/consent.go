@@ -166,20 +166,56 @@ LEFT JOIN pseudonyms p ON p.customer_id = c.customer_id AND p.firm_id = c.firm_i
 LEFT JOIN customer_keys k ON k.customer_id = c.customer_id
 WHERE c.id = $1`
 
-func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store.AccessContext, error) {
+func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID, q store.AccessQuery) (store.AccessContext, error) {
 	var a store.AccessContext
 	lock := ""
 	if tx.Writable && tx.D.LockSuffix != "" {
 		lock = tx.D.LockSuffix + " OF c"
 	}
-	var psn string
-	s := scanConsent(newScanner(tx.D), &a.Consent)
-	s = scanFirm(s, &a.Firm)
-	s = scanCustomer(s, &a.Customer)
-	s = scanTerms(s, &a.Terms).str(&psn)
-	s = scanCustomerKey(s, &a.Key).flag(&a.Explicit)
-	if err := s.from(tx.Q.QueryRow(ctx, accessContextSQL+lock, id)); err != nil {
-		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, err)
+	queries := []Stmt{{accessContextSQL + lock, []any{id}}}
+	counts, records := -1, -1
+	if len(q.Since) > 0 {
+		counts = len(queries)
+		queries = append(queries, countSinceStmt(tx, id, q.Since))
+		a.Counts = make([]int, len(q.Since))
+	}
+	if q.Records {
+		records = len(queries)
+		queries = append(queries, Stmt{consentRecordsSQL, []any{id}})
+	}
+	found := false
+	err := tx.queryEach(ctx, queries, func(i int, rows Rows) error {
+		switch {
+		case i == records:
+			for rows.Next() {
+				var r broker.SealedRecord
+				if err := scanRecord(newScanner(tx.D), &r).from(rows); err != nil {
+					return err
+				}
+				a.Records = append(a.Records, r)
+			}
+			return nil
+		case !rows.Next():
+			return nil // no such consent; found stays false
+		case i == counts:
+			return scanCounts(newScanner(tx.D), a.Counts).from(rows)
+		}
+		found = true
+		var psn string
+		s := scanConsent(newScanner(tx.D), &a.Consent)
+		s = scanFirm(s, &a.Firm)
+		s = scanCustomer(s, &a.Customer)
+		s = scanTerms(s, &a.Terms).str(&psn)
+		s = scanCustomerKey(s, &a.Key).flag(&a.Explicit)
+		err := s.from(rows)
+		a.Pseudonym = broker.Pseudonym(psn)
+		return err
+	})
+	if err == nil && !found {
+		err = broker.ErrNotFound
+	}
+	if err != nil {
+		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, tx.err(err))
 	}
 	if a.Terms.Version == 0 {
 		a.Terms = broker.TermsVersion{}
@@ -187,18 +223,18 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID) (store
 	if a.Key.CustomerID == "" {
 		a.Key = broker.CustomerKey{}
 	}
-	a.Pseudonym = broker.Pseudonym(psn)
 	return a, nil
 }
 
-func (tx *Tx) CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error) {
-	if len(since) == 0 {
-		return nil, nil
-	}
+// consentRecordsSQL reads the sealed vault records of a consent's customer.
+const consentRecordsSQL = `SELECT ` + recordColumns + ` FROM records
+WHERE customer_id = (SELECT customer_id FROM consents WHERE id = $1) ORDER BY category`
+
+// countSinceStmt counts a consent's disclosures at or after each of since
+// in one row (see scanCounts).
+func countSinceStmt(tx *Tx, consent broker.ConsentID, since []time.Time) Stmt {
 	var b strings.Builder
 	args := []any{consent}
-	out := make([]int, len(since))
-	s := newScanner(tx.D)
 	b.WriteString("SELECT ")
 	for i, t := range since {
 		if i > 0 {
@@ -206,10 +242,25 @@ func (tx *Tx) CountDisclosuresSince(ctx context.Context, consent broker.ConsentI
 		}
 		args = append(args, tx.t(t))
 		fmt.Fprintf(&b, "COUNT(*) FILTER (WHERE at >= $%d)", len(args))
-		s = s.num(&out[i])
 	}
 	b.WriteString(" FROM disclosures WHERE consent_id = $1")
-	if err := s.from(tx.Q.QueryRow(ctx, b.String(), args...)); err != nil {
+	return Stmt{b.String(), args}
+}
+
+func scanCounts(s *scanner, out []int) *scanner {
+	for i := range out {
+		s = s.num(&out[i])
+	}
+	return s
+}
+
+func (tx *Tx) CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error) {
+	if len(since) == 0 {
+		return nil, nil
+	}
+	out := make([]int, len(since))
+	st := countSinceStmt(tx, consent, since)
+	if err := scanCounts(newScanner(tx.D), out).from(tx.Q.QueryRow(ctx, st.SQL, st.Args...)); err != nil {
 		return nil, fmt.Errorf("count disclosures of %s: %w", consent, err)
 	}
 	return out, nil

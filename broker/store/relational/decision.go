@@ -17,8 +17,8 @@ func (tx *Tx) InsertDecision(ctx context.Context, r broker.DecisionRecord) (stri
 	if err != nil {
 		return "", err
 	}
-	if _, err = tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
-		return "", fmt.Errorf("insert decision %s: %w", hash, tx.err(err))
+	if err := tx.deferExec(ctx, st, "insert decision "+hash, nil); err != nil {
+		return "", err
 	}
 	return hash, nil
 }
@@ -34,9 +34,9 @@ func (tx *Tx) decisionStmt(r broker.DecisionRecord) (string, Stmt, error) {
 		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}}, nil
 }
 
-// RecordDisclosure stores, in one round trip where the backend can, the
-// allow decision a disclosure was made under, the disclosure and its
-// ledger entry.
+// RecordDisclosure stores the allow decision a disclosure was made under,
+// the disclosure and its ledger entry; where the backend pipelines, they
+// go to the database with the commit.
 func (tx *Tx) RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error) {
 	if err := tx.mustWrite("record disclosure"); err != nil {
 		return "", err
@@ -56,8 +56,11 @@ func (tx *Tx) RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d b
 	if err != nil {
 		return "", err
 	}
-	if err := tx.execAll(ctx, []Stmt{dec, dis, stage}); err != nil {
-		return "", fmt.Errorf("record disclosure %s: %w", d.ID, tx.err(err))
+	what := "record disclosure " + string(d.ID)
+	for _, st := range []Stmt{dec, dis, stage} {
+		if err := tx.deferExec(ctx, st, what, nil); err != nil {
+			return "", err
+		}
 	}
 	return hash, nil
 }

@@ -32,10 +32,7 @@ func (tx *Tx) stage(ctx context.Context, entry []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
-		return fmt.Errorf("stage ledger entry: %w", tx.err(err))
-	}
-	return nil
+	return tx.deferExec(ctx, st, "stage ledger entry", nil)
 }
 
 // stageStmt is the statement that stages entry.

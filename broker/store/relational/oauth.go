@@ -340,14 +340,12 @@ func (tx *Tx) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) 
 	if err := tx.mustWrite("use dpop proof"); err != nil {
 		return err
 	}
-	n, err := tx.Q.Exec(ctx, useDPoPProofSQL, key, tx.t(exp), tx.t(now))
-	if err != nil {
-		return fmt.Errorf("use dpop proof: %w", tx.err(err))
-	}
-	if n == 0 {
-		return fmt.Errorf("use dpop proof: %w: already used", broker.ErrConflict)
-	}
-	return nil
+	return tx.deferExec(ctx, Stmt{useDPoPProofSQL, []any{key, tx.t(exp), tx.t(now)}}, "use dpop proof", func(n int64) error {
+		if n == 0 {
+			return fmt.Errorf("%w: already used", broker.ErrConflict)
+		}
+		return nil
+	})
 }
 
 // LoginFailures counts the failed sign-ins recorded for subject that are

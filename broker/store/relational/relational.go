@@ -41,20 +41,59 @@ type Stmt struct {
 	Args []any
 }
 
-// Batcher is a Querier that can send several statements in one round
-// trip (PostgreSQL's pipeline). ExecBatch runs them in order and returns
-// the first error, unmapped.
-type Batcher interface {
-	ExecBatch(ctx context.Context, stmts []Stmt) error
+// Pipeliner is a Querier that sends statements in PostgreSQL's pipeline,
+// so that a transaction spends as few round trips as its reads allow.
+type Pipeliner interface {
+	// Defer queues a statement whose only result is success: it goes to
+	// the database with the transaction's next statement, or with COMMIT,
+	// and its error (mapped, wrapped with what, or check's verdict on the
+	// rows it affected; check may be nil) fails that statement or the
+	// commit. A failed deferred statement fails the transaction.
+	Defer(s Stmt, what string, check func(rowsAffected int64) error)
+	// QueryEach sends queries (with anything deferred) in one round trip
+	// and calls read with each one's rows in order, stopping at the
+	// first error, which it returns unmapped unless read returned it.
+	QueryEach(ctx context.Context, queries []Stmt, read func(i int, rows Rows) error) error
 }
 
-// execAll runs stmts, in one round trip when the querier can batch.
-func (tx *Tx) execAll(ctx context.Context, stmts []Stmt) error {
-	if b, ok := tx.Q.(Batcher); ok {
-		return b.ExecBatch(ctx, stmts)
+// deferExec runs a statement whose only result is success: deferred to
+// the next round trip where the querier pipelines (its error then fails
+// that statement or the commit), at once otherwise. what names the
+// operation in its error; check, if set, judges the rows it affected.
+func (tx *Tx) deferExec(ctx context.Context, s Stmt, what string, check func(int64) error) error {
+	if p, ok := tx.Q.(Pipeliner); ok {
+		p.Defer(s, what, check)
+		return nil
 	}
-	for _, s := range stmts {
-		if _, err := tx.Q.Exec(ctx, s.SQL, s.Args...); err != nil {
+	n, err := tx.Q.Exec(ctx, s.SQL, s.Args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, tx.err(err))
+	}
+	if check != nil {
+		if err := check(n); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// queryEach runs queries, in one round trip where the querier pipelines,
+// calling read with each one's rows in order.
+func (tx *Tx) queryEach(ctx context.Context, queries []Stmt, read func(i int, rows Rows) error) error {
+	if p, ok := tx.Q.(Pipeliner); ok {
+		return p.QueryEach(ctx, queries, read)
+	}
+	for i, q := range queries {
+		rows, err := tx.Q.Query(ctx, q.SQL, q.Args...)
+		if err != nil {
+			return err
+		}
+		err = read(i, rows)
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -24,16 +24,21 @@ func (tx *Tx) PutRecord(ctx context.Context, r broker.SealedRecord) error {
 
 func (tx *Tx) ListRecords(ctx context.Context, customer broker.CustomerID) ([]broker.SealedRecord, error) {
 	var out []broker.SealedRecord
-	err := queryAll(ctx, tx, `SELECT customer_id, category, sealed, source, updated_at FROM records WHERE customer_id = $1 ORDER BY category`,
+	err := queryAll(ctx, tx, `SELECT `+recordColumns+` FROM records WHERE customer_id = $1 ORDER BY category`,
 		[]any{customer}, func(s *scanner) (*scanner, func()) {
 			var r broker.SealedRecord
-			s.str((*string)(&r.CustomerID)).str(&r.Category).blob(&r.Sealed).str(&r.Source).time(&r.UpdatedAt)
-			return s, func() { out = append(out, r) }
+			return scanRecord(s, &r), func() { out = append(out, r) }
 		})
 	if err != nil {
 		return nil, fmt.Errorf("list records of %s: %w", customer, err)
 	}
 	return out, nil
+}
+
+const recordColumns = `customer_id, category, sealed, source, updated_at`
+
+func scanRecord(s *scanner, r *broker.SealedRecord) *scanner {
+	return s.str((*string)(&r.CustomerID)).str(&r.Category).blob(&r.Sealed).str(&r.Source).time(&r.UpdatedAt)
 }
 
 const customerKeyColumns = `customer_id, wrapped, key_version, created_at`
@@ -180,10 +185,7 @@ func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
 	if err != nil {
 		return err
 	}
-	if _, err = tx.Q.Exec(ctx, st.SQL, st.Args...); err != nil {
-		return fmt.Errorf("insert disclosure %s: %w", d.ID, tx.err(err))
-	}
-	return nil
+	return tx.deferExec(ctx, st, "insert disclosure "+string(d.ID), nil)
 }
 
 // disclosureStmt is the statement that stores d.

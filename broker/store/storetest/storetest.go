@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeletionAttestations", testDeletionAttestations},
 		{"AccessContext", testAccessContext},
 		{"RecordDisclosure", testRecordDisclosure},
+		{"DPoPProofs", testDPoPProofs},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
@@ -982,13 +983,82 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 	})
 }
 
+// testDPoPProofs: a proof is used once until it expires, and a replay
+// fails the transaction that offers it, whether the backend reports it at
+// the call or (sending it with what follows) at a later statement or the
+// commit: nothing the transaction wrote stays.
+func testDPoPProofs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	con := NewRequest(t, s, c.ID, f.ID)
+	key := "proof-" + string(broker.NewDisclosureID())
+	use := func(key string, exp, now time.Time) (broker.DisclosureID, error) {
+		id := broker.NewDisclosureID()
+		return id, s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.UseDPoPProof(ctx, key, exp, now); err != nil {
+				return err
+			}
+			if err := tx.InsertDisclosure(ctx, broker.Disclosure{ID: id, ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID,
+				Categories: []string{"Contact"}, At: now, ReceiptID: "r"}); err != nil {
+				return err
+			}
+			_, err := tx.GetConsent(ctx, con.ID)
+			return err
+		})
+	}
+	stored := func() []broker.DisclosureID {
+		var ids []broker.DisclosureID
+		view(t, s, func(tx store.Tx) error {
+			ds, err := tx.ListDisclosures(ctx, c.ID, store.Page{})
+			for _, d := range ds {
+				ids = append(ids, d.ID)
+			}
+			return err
+		})
+		slices.Sort(ids)
+		return ids
+	}
+	first, err := use(key, Now.Add(time.Minute), Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := use(key, Now.Add(time.Minute), Now.Add(time.Second)); !errors.Is(err, broker.ErrConflict) {
+		t.Errorf("replayed proof: %v, want ErrConflict", err)
+	}
+	if diff := cmp.Diff([]broker.DisclosureID{first}, stored()); diff != "" {
+		t.Errorf("a replay's transaction left rows (-want +got):\n%s", diff)
+	}
+	// Twice in one transaction is a replay too.
+	err = s.Update(ctx, func(tx store.Tx) error {
+		k := key + "-twice"
+		if err := tx.UseDPoPProof(ctx, k, Now.Add(time.Minute), Now); err != nil {
+			return err
+		}
+		return tx.UseDPoPProof(ctx, k, Now.Add(time.Minute), Now)
+	})
+	wantErr(t, err, broker.ErrConflict)
+	// Once expired, the key may be recorded again.
+	again, err := use(key, Now.Add(3*time.Minute), Now.Add(2*time.Minute))
+	if err != nil {
+		t.Fatalf("proof key after expiry: %v", err)
+	}
+	want := []broker.DisclosureID{first, again}
+	slices.Sort(want)
+	if diff := cmp.Diff(want, stored()); diff != "" {
+		t.Errorf("disclosures (-want +got):\n%s", diff)
+	}
+}
+
 func testAccessContext(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c, f := Fixture(t, s)
 	con := NewRequest(t, s, c.ID, f.ID)
 	read := func() store.AccessContext {
 		var a store.AccessContext
-		update(t, s, func(tx store.Tx) (err error) { a, err = tx.ReadAccessContext(ctx, con.ID); return err })
+		update(t, s, func(tx store.Tx) (err error) {
+			a, err = tx.ReadAccessContext(ctx, con.ID, store.AccessQuery{})
+			return err
+		})
 		return a
 	}
 	a := read()
@@ -1016,10 +1086,57 @@ func testAccessContext(t *testing.T, s store.Store) {
 		t.Errorf("ReadAccessContext with terms and pseudonym (-want +got):\n%s", diff)
 	}
 	view(t, s, func(tx store.Tx) error {
-		_, err := tx.ReadAccessContext(ctx, broker.NewConsentID())
+		_, err := tx.ReadAccessContext(ctx, broker.NewConsentID(), store.AccessQuery{})
 		wantErr(t, err, broker.ErrNotFound)
 		return nil
 	})
+
+	// Counts and records come with the context, as CountDisclosuresSince
+	// and ListRecords give them; an unknown consent is still not found.
+	other := NewCustomer("carol")
+	recs := []broker.SealedRecord{
+		{CustomerID: c.ID, Category: "Contact", Sealed: []byte("sealed contact"), Source: "customer", UpdatedAt: Now},
+		{CustomerID: c.ID, Category: "Preference", Sealed: []byte("sealed preference"), Source: "customer", UpdatedAt: Now},
+	}
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateCustomer(ctx, other); err != nil {
+			return err
+		}
+		for _, r := range append(recs, broker.SealedRecord{CustomerID: other.ID, Category: "Contact", Sealed: []byte("x"), Source: "customer", UpdatedAt: Now}) {
+			if err := tx.PutRecord(ctx, r); err != nil {
+				return err
+			}
+		}
+		for i := range 3 {
+			if err := tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID,
+				Categories: []string{"Contact"}, At: Now.Add(time.Duration(i) * time.Hour), ReceiptID: "r"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	since := []time.Time{Now.Add(-time.Hour), Now.Add(90 * time.Minute), Now.Add(time.Hour)}
+	for _, q := range []store.AccessQuery{{Since: since}, {Records: true}, {Since: since, Records: true}} {
+		update(t, s, func(tx store.Tx) error {
+			a, err := tx.ReadAccessContext(ctx, con.ID, q)
+			if err != nil {
+				return err
+			}
+			want := store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn, Key: key}
+			if q.Since != nil {
+				want.Counts = []int{3, 1, 2}
+			}
+			if q.Records {
+				want.Records = recs
+			}
+			if diff := cmp.Diff(want, a); diff != "" {
+				t.Errorf("ReadAccessContext(%+v) (-want +got):\n%s", q, diff)
+			}
+			_, err = tx.ReadAccessContext(ctx, broker.NewConsentID(), q)
+			wantErr(t, err, broker.ErrNotFound)
+			return nil
+		})
+	}
 
 	// Explicit: granted by the customer, not by a standing allow.
 	for _, tc := range []struct {
@@ -1034,7 +1151,10 @@ func testAccessContext(t *testing.T, s store.Store) {
 		update(t, s, func(tx store.Tx) error { return tx.UpdateConsent(ctx, granted, ev) })
 		got := func() store.AccessContext {
 			var a store.AccessContext
-			view(t, s, func(tx store.Tx) (err error) { a, err = tx.ReadAccessContext(ctx, con.ID); return err })
+			view(t, s, func(tx store.Tx) (err error) {
+				a, err = tx.ReadAccessContext(ctx, con.ID, store.AccessQuery{})
+				return err
+			})
 			return a
 		}()
 		if got.Explicit != tc.want {
