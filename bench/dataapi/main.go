@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net"
@@ -152,7 +153,7 @@ func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nT
 		if err != nil || c < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
 		}
-		if err := measure(ctx, grants, c, dur, srv.Process.Pid); err != nil {
+		if err := measure(ctx, base, grants, c, dur, srv.Process.Pid); err != nil {
 			return err
 		}
 	}
@@ -429,7 +430,7 @@ func flow(ctx context.Context, c *firmclient.Client, cus customer) (grant, error
 
 // measure runs c clients fetching for dur and prints the figures, with
 // the CPU time the server (pid), PostgreSQL and the harness spent.
-func measure(ctx context.Context, grants []grant, c int, dur time.Duration, pid int) error {
+func measure(ctx context.Context, base string, grants []grant, c int, dur time.Duration, pid int) error {
 	var (
 		mu      sync.Mutex
 		lat     []time.Duration
@@ -437,7 +438,7 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration, pid 
 		badBody atomic.Value
 		wg      sync.WaitGroup
 	)
-	cpu0 := readCPU(pid)
+	cpu0, batch0 := readCPU(pid), batchSizes(base)
 	deadline := time.Now().Add(dur)
 	start := time.Now()
 	for w := range c {
@@ -467,7 +468,7 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration, pid 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	used := readCPU(pid).since(cpu0)
+	used, batch := readCPU(pid).since(cpu0), batchSizes(base)
 	if len(lat) == 0 {
 		return fmt.Errorf("no successful fetch at concurrency %d: %v", c, badBody.Load())
 	}
@@ -480,10 +481,39 @@ func measure(ctx context.Context, grants []grant, c int, dur time.Duration, pid 
 	fmt.Printf("  CPU per disclosure: server %v, PostgreSQL %v, harness %v, the rest of the machine %v; machine idle %.0f%%\n",
 		per(used.server), per(used.postgres), per(used.harness), per(used.busy-used.server-used.postgres-used.harness),
 		100*used.idle.Seconds()/(used.idle+used.busy).Seconds())
+	if n := batch[1] - batch0[1]; n > 0 {
+		fmt.Printf("  %.0f disclosure transactions, %.2f fetches each on average\n", n, (batch[0]-batch0[0])/n)
+	}
 	if b := badBody.Load(); b != nil {
 		fmt.Printf("  a failure: %v\n", b)
 	}
 	return nil
+}
+
+// batchSizes reads the sum and count of the server's
+// steward_disclosure_batch_size histogram from /metrics (zeros if absent).
+func batchSizes(base string) [2]float64 {
+	var out [2]float64
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		switch name {
+		case "steward_disclosure_batch_size_sum":
+			out[0] = v
+		case "steward_disclosure_batch_size_count":
+			out[1] = v
+		}
+	}
+	return out
 }
 
 // cpuUse is CPU time from /proc: of the server, of every postgres

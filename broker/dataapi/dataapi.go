@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/stewardhq/steward/broker"
@@ -137,9 +138,16 @@ type Config struct {
 	PublicURL string
 	// Kick, if set, wakes the ledger sequencer after a commit that staged
 	// an entry.
-	Kick   func()
-	Logger *slog.Logger
-	Now    func() time.Time
+	Kick func()
+	// MaxBatch is the most fetches one disclosure transaction serves and
+	// Batches how many such transactions run at once (see committer);
+	// zero means DefaultMaxBatch and DefaultBatches, and MaxBatch 1 gives
+	// every fetch a transaction of its own.
+	MaxBatch, Batches int
+	// Metrics, if set, receives the Data API's metrics.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // API is the Data API handler.
@@ -150,6 +158,8 @@ type API struct {
 	dpop *dpop.Validator
 	// windows guesses each consent's frequency windows (see windowGuess).
 	windows windowGuess
+	// disclosures group-commits fetches (see committer).
+	disclosures *committer
 }
 
 // New builds the Data API. Mount its Handler at the server's root: its
@@ -171,7 +181,17 @@ func New(cfg Config) (*API, error) {
 	if cfg.Kick == nil {
 		cfg.Kick = func() {}
 	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Batches <= 0 {
+		cfg.Batches = DefaultBatches
+	}
 	a := &API{cfg: cfg, dpop: cfg.DPoP.WithReplay(txReplay{})}
+	var err error
+	if a.disclosures, err = newCommitter(a, cfg.MaxBatch, cfg.Batches, cfg.Metrics); err != nil {
+		return nil, err
+	}
 	r := chi.NewRouter()
 	r.Get("/v1/consents/{id}/data", a.withToken(a.fetch))
 	r.Post("/v1/consents/{id}/returned-data", a.withToken(a.returnData))
@@ -243,19 +263,21 @@ func (a *API) authenticate(r *http.Request) (Token, error) {
 // that fails and rolls back leaves its proof unrecorded; it changed
 // nothing, so replaying it gains nothing.)
 func (a *API) update(ctx context.Context, tok Token, fn func(tx store.Tx) error) error {
-	return a.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err := a.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		if tok.proof == nil {
 			return errors.New("dataapi: no DPoP proof to record")
 		}
-		err := tx.UseDPoPProof(ctx, tok.proof.key, tok.proof.exp, a.now())
-		if errors.Is(err, broker.ErrConflict) {
-			return errReplayed
-		}
-		if err != nil {
+		if err := tx.UseDPoPProof(ctx, tok.proof.key, tok.proof.exp, a.now()); err != nil {
 			return err
 		}
 		return fn(tx)
 	})
+	// The store may report a replay with the statement or the commit the
+	// proof went with.
+	if errors.Is(err, store.ErrProofReplayed) {
+		return errReplayed
+	}
+	return err
 }
 
 // refuseToken answers a request whose token or proof was refused.
@@ -318,19 +340,27 @@ func (a *API) consentFor(ctx context.Context, tx store.Tx, r *http.Request, tok 
 
 // accessContext reads (locking, in an update) the consent named in the
 // path for tok with everything its access decision at now depends on,
-// including the disclosure counts in its frequency windows, and, if
-// records is set, the customer's sealed vault records; all in one round
+// including the disclosure counts in its frequency windows, in one round
 // trip where the store pipelines.
-func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool, now time.Time, records bool) (access, error) {
+func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, tok Token, firmTokenOK bool, now time.Time) (access, error) {
 	id, err := consentID(r, tok, firmTokenOK)
 	if err != nil {
 		return access{}, err
 	}
 	guess := a.windows.get(id)
-	ac, err := tx.ReadAccessContext(ctx, id, store.AccessQuery{Since: since(guess, now), Records: records})
+	ac, err := tx.ReadAccessContext(ctx, id, store.AccessQuery{Since: since(guess, now)})
 	if err != nil {
 		return access{}, err
 	}
+	return a.access(ctx, tx, tok, ac, guess, now)
+}
+
+// access checks that the consent of ac (read, with counts in the windows
+// guess, in tx) is tok's firm's, and builds the access decision's input
+// at now: the consent's frequency windows are worked out from ac and, if
+// the guess missed (first request, or the consent or terms changed),
+// counted again, still under the consent's lock.
+func (a *API) access(ctx context.Context, tx store.Tx, tok Token, ac store.AccessContext, guess []broker.Duration, now time.Time) (access, error) {
 	if err := ownConsent(ac.Consent, tok); err != nil {
 		return access{}, err
 	}
@@ -340,12 +370,10 @@ func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, t
 	}
 	counts := ac.Counts
 	if !slices.Equal(windows, guess) {
-		// The guess missed (first request, or the consent or terms
-		// changed): count again, still under the consent's lock.
-		if counts, err = tx.CountDisclosuresSince(ctx, id, since(windows, now)); err != nil {
+		if counts, err = tx.CountDisclosuresSince(ctx, ac.Consent.ID, since(windows, now)); err != nil {
 			return access{}, err
 		}
-		a.windows.put(id, windows)
+		a.windows.put(ac.Consent.ID, windows)
 	}
 	in := policy.AccessRequest{Customer: ac.Customer, Firm: ac.Firm, Consent: ac.Consent, Explicit: ac.Explicit, Terms: ac.Terms,
 		Counts: make(map[broker.Duration]int, len(windows)), Now: now}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -146,20 +147,29 @@ type outcome struct {
 	hash    string
 	// limited is set when the refusal is the consent's frequency limit.
 	limited time.Duration
+	// disclosed is set when a disclosure and its ledger entry were staged.
+	disclosed bool
 }
 
 func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 	q, err := parseFetch(r)
+	if err == nil && tok.ConsentID == "" {
+		err = fmt.Errorf("fetch with a firm token: %w", broker.ErrForbidden)
+	}
+	var id broker.ConsentID
+	if err == nil {
+		id, err = consentID(r, tok, false)
+	}
 	if err != nil {
 		a.writeError(w, r, tok, err)
 		return
 	}
-	var out outcome
-	err = a.update(r.Context(), tok, func(tx store.Tx) error {
-		var err error
-		out, err = a.disclose(r.Context(), tx, r, tok, q)
-		return err
-	})
+	job := &fetchJob{ctx: r.Context(), tok: tok, id: id, q: q}
+	a.disclosures.do(job)
+	out, err := job.out, job.err
+	if errors.Is(err, store.ErrProofReplayed) {
+		err = errReplayed
+	}
 	if err != nil {
 		a.writeError(w, r, tok, err)
 		return
@@ -168,28 +178,28 @@ func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 		a.writeRefusal(w, r, tok, out)
 		return
 	}
-	if out.body.Receipt != nil {
-		a.cfg.Kick()
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(out.body)
 }
 
-// disclose is the whole disclosure, in one transaction: the access
-// decision at this moment, its record, the minimised data, the disclosure
-// row and its ledger entry. It returns a refusal (committed, so the
-// attempt is on record) or the response body; the caller writes nothing
-// until the transaction has committed.
-func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok Token, q fetchRequest) (outcome, error) {
-	if tok.ConsentID == "" {
-		return outcome{}, fmt.Errorf("fetch with a firm token: %w", broker.ErrForbidden)
-	}
-	now := a.now()
-	ac, err := a.accessContext(ctx, tx, r, tok, false, now, true)
-	if err != nil {
-		return outcome{}, err
-	}
+// plan is a fetch decided but not yet recorded: the access decision at
+// this moment, its record and, if allowed, the minimised data.
+type plan struct {
+	ac      access
+	d       broker.Decision
+	rec     broker.DecisionRecord
+	data    json.RawMessage
+	cats    []string
+	fields  map[string][]string
+	missing []string
+}
+
+// decide is the first half of a disclosure, which writes nothing: the
+// access decision for q under the consent ac (read and locked in the
+// transaction) at now, and, if it allows, the customer's data opened and
+// minimised to what it allows.
+func (a *API) decide(ctx context.Context, q fetchRequest, ac access, now time.Time) (plan, error) {
 	c, in := ac.Consent, ac.in
 	q = q.complete(c.Granted)
 	in.Categories, in.Fields, in.Purpose = q.Categories, q.Fields, c.Granted.Purpose
@@ -199,62 +209,69 @@ func (a *API) disclose(ctx context.Context, tx store.Tx, r *http.Request, tok To
 		a.cfg.Logger.ErrorContext(ctx, "access decision failed", "consent", string(c.ID), "error", err)
 	}
 	req := broker.DataRequest{Scope: broker.Scope{Categories: q.Categories, Fields: q.Fields, Purpose: c.Granted.Purpose}}
-	rec := broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d)
+	p := plan{ac: ac, d: d, rec: broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d)}
 	if !d.Allowed() {
-		hash, err := tx.InsertDecision(ctx, rec)
-		if err != nil {
-			return outcome{}, err
-		}
-		return outcome{refused: &d, hash: hash, limited: frequencyHit(c, in.Counts)}, nil
+		return p, nil
 	}
 	recs, err := a.cfg.Vault.OpenRecords(ac.Key, c.CustomerID, ac.Records, d.Scope.Categories...)
 	if err != nil {
-		return outcome{}, err
+		return plan{}, err
 	}
-	data, cats, fields, missing, err := minimise(recs, d.Scope)
-	if err != nil {
-		return outcome{}, err
+	p.data, p.cats, p.fields, p.missing, err = minimise(recs, d.Scope)
+	return p, err
+}
+
+// record is the second half of a disclosure: it writes what p decided in
+// tx (the decision record; on allow, the disclosure row and its ledger
+// entry, which carries a salted commitment to the data) and returns the
+// answer: a refusal or the response body. The caller writes nothing to
+// the firm until the transaction has committed.
+func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (outcome, error) {
+	c := p.ac.Consent
+	if !p.d.Allowed() {
+		hash, err := tx.InsertDecision(ctx, p.rec)
+		if err != nil {
+			return outcome{}, err
+		}
+		return outcome{refused: &p.d, hash: hash, limited: frequencyHit(c, p.ac.in.Counts)}, nil
 	}
-	psn := ac.Pseudonym
+	psn := p.ac.Pseudonym
 	if psn == "" {
+		var err error
 		if psn, err = tx.Pseudonym(ctx, c.CustomerID, c.FirmID); err != nil {
 			return outcome{}, err
 		}
 	}
-	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: data, Missing: missing}
-	if len(cats) == 0 {
+	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: p.data, Missing: p.missing}
+	if len(p.cats) == 0 {
 		// Nothing leaves Steward, so there is no disclosure to record;
 		// the decision is recorded all the same.
-		_, err := tx.InsertDecision(ctx, rec)
+		_, err := tx.InsertDecision(ctx, p.rec)
 		return outcome{body: body}, err
 	}
-	hash, err := rec.Hash()
+	hash, err := p.rec.Hash()
 	if err != nil {
 		return outcome{}, err
 	}
 	salt := broker.NewSalt()
 	dis := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
-		Categories: cats, Fields: fields, Purpose: c.Granted.Purpose, At: now,
-		Commitment: broker.Commit(salt, data), Salt: salt}
+		Categories: p.cats, Fields: p.fields, Purpose: c.Granted.Purpose, At: now,
+		Commitment: broker.Commit(salt, p.data), Salt: salt}
 	e := broker.Entry{Type: broker.EntryDisclosure, Time: now, Firm: c.FirmID, Customer: psn, Consent: c.ID, Disclosure: dis.ID,
-		Categories: cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: d.TermsHash, Commitment: dis.Commitment}
+		Categories: p.cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: p.d.TermsHash, Commitment: dis.Commitment}
 	entry, err := e.CanonicalBytes()
 	if err != nil {
 		return outcome{}, err
 	}
 	rc := a.pending(entry)
 	dis.ReceiptID = rc.LeafHash
-	// The decision, the disclosure and its ledger entry go to the database
-	// together (one round trip on PostgreSQL) and commit with the rest.
-	stored, err := tx.RecordDisclosure(ctx, rec, dis, entry)
-	if err != nil {
+	// The decision, the disclosure and its ledger entry commit with the
+	// rest of the transaction (on PostgreSQL they go with its COMMIT).
+	if _, err := tx.RecordDisclosure(ctx, p.rec, dis, entry); err != nil {
 		return outcome{}, err
 	}
-	if stored != hash {
-		return outcome{}, fmt.Errorf("decision stored as %s, entry cites %s", stored, hash)
-	}
 	body.DisclosureID, body.Commitment, body.Salt, body.Receipt = dis.ID, dis.Commitment, salt, rc
-	return outcome{body: body}, nil
+	return outcome{body: body, disclosed: true}, nil
 }
 
 // frequencyHit returns the consent's frequency window when the count in it

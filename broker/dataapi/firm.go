@@ -87,7 +87,7 @@ func (a *API) consent(w http.ResponseWriter, r *http.Request, tok Token) {
 	var v ConsentView
 	err := a.update(ctx, tok, func(tx store.Tx) error {
 		now := a.now()
-		ac, err := a.accessContext(ctx, tx, r, tok, true, now, false)
+		ac, err := a.accessContext(ctx, tx, r, tok, true, now)
 		if err != nil {
 			return err
 		}

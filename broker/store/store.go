@@ -27,10 +27,17 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/stewardhq/steward/broker"
 )
+
+// ErrProofReplayed is the broker.ErrConflict a DPoP proof already used
+// (and not yet expired) fails with: from UseDPoPProof, from the statement
+// or commit a deferred UseDPoPProof went with, or for one read of
+// ReadAccessContexts.
+var ErrProofReplayed = fmt.Errorf("dpop proof already used: %w", broker.ErrConflict)
 
 // Store is Steward's persistence. Implementations: store/postgres, store/sqlite.
 type Store interface {
@@ -188,10 +195,28 @@ type AccessContext struct {
 // AccessQuery is what ReadAccessContext reads besides the access context
 // itself, in the same round trip where the backend pipelines.
 type AccessQuery struct {
+	// Proof, if set, is the request's DPoP proof, recorded first as
+	// UseDPoPProof records it; a replay fails the read with
+	// ErrProofReplayed.
+	Proof *ProofUse
 	// Since asks for AccessContext.Counts.
 	Since []time.Time
 	// Records asks for AccessContext.Records.
 	Records bool
+}
+
+// ProofUse is a DPoP proof to record: its replay key (hashed by the
+// caller), when it expires, and the time now.
+type ProofUse struct {
+	Key          string
+	Expires, Now time.Time
+}
+
+// AccessRead names one consent for ReadAccessContexts and what to read
+// with it.
+type AccessRead struct {
+	Consent broker.ConsentID
+	AccessQuery
 }
 
 // Tx is what a transaction can do. Getters return broker.ErrNotFound for a
@@ -291,6 +316,14 @@ type Tx interface {
 	// is locked, so they include every disclosure committed before it.
 	// The Data API calls it on every request.
 	ReadAccessContext(ctx context.Context, id broker.ConsentID, q AccessQuery) (AccessContext, error)
+	// ReadAccessContexts is ReadAccessContext for several consents at
+	// once, in one round trip where the backend pipelines; it locks the
+	// consents in ascending id order, so that callers cannot deadlock on
+	// them. errs[i] is what failed reads[i] alone (broker.ErrNotFound,
+	// ErrProofReplayed), and the others stand; err fails them all. The
+	// counts are read before any of the transaction's writes, so reads
+	// should name distinct consents.
+	ReadAccessContexts(ctx context.Context, reads []AccessRead) (acs []AccessContext, errs []error, err error)
 	// AttestDeletion stores a firm's deletion attestation for a consent;
 	// broker.ErrConflict if the consent already has one.
 	AttestDeletion(ctx context.Context, a broker.DeletionAttestation) error

@@ -39,6 +39,10 @@ type config struct {
 	// ClientIPHeader names the header a trusted reverse proxy puts the
 	// client's address in (e.g. X-Forwarded-For).
 	ClientIPHeader string
+	// DisclosureBatch and DisclosureTransactions tune the Data API's group
+	// commit (dataapi.Config.MaxBatch and Batches).
+	DisclosureBatch        int
+	DisclosureTransactions int
 }
 
 // Defaults.
@@ -111,6 +115,10 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 		},
 		"master-key-file": func() {
 			fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "the vault master key file, created on first start (default <data-dir>/master.key); back it up: without it no vault can be read")
+		},
+		"disclosure-batch": func() {
+			fs.IntVar(&c.DisclosureBatch, "disclosure-batch", 0, "most Data API fetches one database transaction decides and records together under load (default 32; 1 gives each its own)")
+			fs.IntVar(&c.DisclosureTransactions, "disclosure-transactions", 0, "how many Data API disclosure transactions run at once (default 4)")
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")

@@ -227,7 +227,7 @@ func (b *browser) send(method, path, contentType, body string, header map[string
 // on disk; another customer sees nothing of it; and the customer's
 // one-click revocation refuses the firm's very next fetch.
 func TestCustomerSeesDataAPIDisclosure(t *testing.T) {
-	e := newDataEnv(t)
+	e := newDataEnv(t, onSQLite)
 	ctx := t.Context()
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
 	r := e.fetch(t, e.client, id, "fields=Contact.email", tok.AccessToken)

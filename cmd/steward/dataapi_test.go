@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/consent"
@@ -17,14 +21,17 @@ import (
 	"github.com/stewardhq/steward/broker/password"
 	"github.com/stewardhq/steward/broker/store"
 	"github.com/stewardhq/steward/broker/store/backend"
+	"github.com/stewardhq/steward/broker/store/postgres/pgtest"
 	"github.com/stewardhq/steward/broker/vault"
 )
 
 // dataEnv is a running `steward serve` on its embedded store, seeded with
 // two firms (each with a client), and two customers with vault data.
 type dataEnv struct {
-	base     string
-	dir      string
+	base string
+	dir  string
+	// dbURL is the PostgreSQL database, or "" for SQLite in dir.
+	dbURL    string
 	operator string
 	st       backend.Migrator
 	firm     broker.Firm
@@ -45,13 +52,53 @@ const (
 	dataPassword = "correct horse battery staple"
 )
 
-func newDataEnv(t *testing.T) *dataEnv { return newDataEnvWith(t, nil) }
+// backendURL gives a test its store: "" for the SQLite file in the data
+// directory, or a fresh PostgreSQL database (pgtest.URL).
+type backendURL func(t *testing.T) string
+
+func onSQLite(*testing.T) string { return "" }
+
+func onPostgres(t *testing.T) string { return pgtest.URL(t) }
+
+// TestDataAPI runs the Data API's tests over real HTTP, real OAuth flows
+// and real OPA on each store: the embedded SQLite file and PostgreSQL
+// (which pipelines and group-commits disclosures; see dataapi.committer).
+func TestDataAPI(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(*testing.T, backendURL)
+	}{
+		{"Disclosure", testDataAPIDisclosure},
+		{"RefusesWithoutAllowNow", testDataAPIRefusesWithoutAllowNow},
+		{"Authorization", testDataAPIAuthorization},
+		{"ExpiredToken", testDataAPIExpiredToken},
+		{"FirmView", testDataAPIFirmView},
+		{"DeletionAfterRevocation", testDataAPIDeletionAfterRevocation},
+		{"ReplayedProof", testDataAPIReplayedProof},
+		{"AfterErasure", testDataAPIAfterErasure},
+		{"UnknownPaths", testDataAPIUnknownPaths},
+		{"ConcurrentFetches", testDataAPIConcurrentFetches},
+		{"BatchRefused", testDataAPIBatchRefused},
+	}
+	for _, b := range []struct {
+		name string
+		db   backendURL
+	}{{"sqlite", onSQLite}, {"postgres", onPostgres}} {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) { tc.run(t, b.db) })
+			}
+		})
+	}
+}
+
+func newDataEnv(t *testing.T, db backendURL) *dataEnv { return newDataEnvWith(t, db, nil) }
 
 // newDataEnvWith is newDataEnv with mod applied to the server's config.
-func newDataEnvWith(t *testing.T, mod func(*config)) *dataEnv {
+func newDataEnvWith(t *testing.T, db backendURL, mod func(*config)) *dataEnv {
 	t.Helper()
-	e := seedDataEnv(t, t.TempDir(), "")
-	c := config{DataDir: e.dir, OperatorToken: e.operator}
+	e := seedDataEnv(t, t.TempDir(), db(t))
+	c := config{DataDir: e.dir, DatabaseURL: e.dbURL, OperatorToken: e.operator}
 	if mod != nil {
 		mod(&c)
 	}
@@ -79,7 +126,7 @@ func (e *dataEnv) setBase(base string) {
 func seedDataEnv(t *testing.T, dir, dbURL string) *dataEnv {
 	t.Helper()
 	ctx := t.Context()
-	e := &dataEnv{dir: dir, operator: testOperatorToken}
+	e := &dataEnv{dir: dir, dbURL: dbURL, operator: testOperatorToken}
 	st, _, err := backend.Open(ctx, dbURL, e.dir)
 	if err != nil {
 		t.Fatal(err)
@@ -242,12 +289,12 @@ func (e *dataEnv) ledgerEntries(t *testing.T, id broker.ConsentID, typ broker.En
 	}
 }
 
-// TestDataAPIDisclosure: a firm with a DPoP-bound consent token fetches
+// testDataAPIDisclosure: a firm with a DPoP-bound consent token fetches
 // exactly what the customer granted, minimised to the fields it asks for;
 // the response carries the committed ledger entry, the commitment opens
 // with the salt, and the entry gets an inclusion proof.
-func TestDataAPIDisclosure(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIDisclosure(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
 
 	r := e.fetch(t, e.client, id, "fields=Contact.email", tok.AccessToken)
@@ -324,11 +371,11 @@ func TestDataAPIDisclosure(t *testing.T) {
 	}
 }
 
-// TestDataAPIRefusesWithoutAllowNow: revocation, firm suspension, a
+// testDataAPIRefusesWithoutAllowNow: revocation, firm suspension, a
 // stricter terms version and the frequency limit each refuse the very next
 // request, with nothing disclosed.
-func TestDataAPIRefusesWithoutAllowNow(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIRefusesWithoutAllowNow(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	ctx := t.Context()
 	svc := consent.New(e.st, nil, time.Now)
 
@@ -445,13 +492,13 @@ func (e *dataEnv) call(t *testing.T, c *firmclient.Client, method, path, body, s
 	return resp.StatusCode
 }
 
-// TestDataAPIAuthorization is the authorization matrix: every Data API
+// testDataAPIAuthorization is the authorization matrix: every Data API
 // route tried with a stolen token (another DPoP key), the Bearer scheme,
 // no token, a made-up token, the token of another consent, another firm's
 // consent, and a regulator's token is refused; afterwards nothing was
 // disclosed, returned or attested.
-func TestDataAPIAuthorization(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIAuthorization(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	ctx := t.Context()
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
 	_, bobsID := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
@@ -532,10 +579,10 @@ func TestDataAPIAuthorization(t *testing.T) {
 	}
 }
 
-// TestDataAPIExpiredToken: once its access token expires, every route
+// testDataAPIExpiredToken: once its access token expires, every route
 // refuses it, although the consent is still live.
-func TestDataAPIExpiredToken(t *testing.T) {
-	e := newDataEnvWith(t, func(c *config) { c.AccessTokenTTL = 2 * time.Second })
+func testDataAPIExpiredToken(t *testing.T, db backendURL) {
+	e := newDataEnvWith(t, db, func(c *config) { c.AccessTokenTTL = 2 * time.Second })
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
 		t.Fatalf("fetch with a fresh token: %d %s", r.Status, r.Body)
@@ -561,11 +608,11 @@ func (e *dataEnv) regulatorToken(t *testing.T) string {
 	return tok.AccessToken
 }
 
-// TestDataAPIFirmView: the firm reads its consent and what it may fetch,
+// testDataAPIFirmView: the firm reads its consent and what it may fetch,
 // and returns refined data to the customer under a live consent, never
 // over a record the customer wrote.
-func TestDataAPIFirmView(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIFirmView(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	ctx := t.Context()
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 3), "Contact", "Preference")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
@@ -650,12 +697,12 @@ func (e *dataEnv) firmToken(t *testing.T, c *firmclient.Client) string {
 	return tok.AccessToken
 }
 
-// TestDataAPIDeletionAfterRevocation: the customer revokes; the consent's
+// testDataAPIDeletionAfterRevocation: the customer revokes; the consent's
 // own token stops working at once; the firm lists its consents with a firm
 // token, sees the revocation and attests deletion once, which is on the
 // ledger. A firm token never fetches data.
-func TestDataAPIDeletionAfterRevocation(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIDeletionAfterRevocation(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	ctx := t.Context()
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact", "Preference")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
@@ -733,12 +780,12 @@ func TestDataAPIDeletionAfterRevocation(t *testing.T) {
 	}
 }
 
-// TestDataAPIReplayedProof: a DPoP proof that did something is accepted
+// testDataAPIReplayedProof: a DPoP proof that did something is accepted
 // once; sent again with the same token it is refused on every route, and
 // a replayed fetch discloses nothing. (A request that failed changed
 // nothing; its replay fails the same way.)
-func TestDataAPIReplayedProof(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIReplayedProof(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
 	// A first call fetches a nonce for the hand-made proofs.
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
@@ -778,12 +825,12 @@ func TestDataAPIReplayedProof(t *testing.T) {
 	}
 }
 
-// TestDataAPIAfterErasure: once the customer is forgotten, the firm still
+// testDataAPIAfterErasure: once the customer is forgotten, the firm still
 // sees and lists the (ended) consent, without a pseudonym, and attests
 // deletion with an entry that names no customer; no new pseudonym is
 // made for the forgotten customer.
-func TestDataAPIAfterErasure(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIAfterErasure(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	ctx := t.Context()
 	tok, id := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
@@ -830,10 +877,10 @@ func TestDataAPIAfterErasure(t *testing.T) {
 	}
 }
 
-// TestDataAPIUnknownPaths: unknown paths and methods under the Data API
+// testDataAPIUnknownPaths: unknown paths and methods under the Data API
 // answer with problem documents, before any token is looked at.
-func TestDataAPIUnknownPaths(t *testing.T) {
-	e := newDataEnv(t)
+func testDataAPIUnknownPaths(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
 	for _, tc := range []struct {
 		method, path string
 		want         int
@@ -851,5 +898,162 @@ func TestDataAPIUnknownPaths(t *testing.T) {
 		if resp.StatusCode != tc.want || resp.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s %s: %d %s, want %d problem+json", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
 		}
+	}
+}
+
+// concurrently runs n calls of f at once and returns their statuses.
+func concurrently(n int, f func(i int) int) []int {
+	out := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			out[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+func countStatus(statuses []int, status int) int {
+	n := 0
+	for _, s := range statuses {
+		if s == status {
+			n++
+		}
+	}
+	return n
+}
+
+// testDataAPIConcurrentFetches: with one disclosure transaction at a time,
+// concurrent fetches share transactions (dataapi's group commit), and each
+// is still decided alone, at its moment: of 12 concurrent fetches under a
+// consent that allows 5 a day exactly 5 disclose and 7 meet the limit;
+// another consent's 12 all disclose; a proof sent twice at once is
+// accepted once; and every disclosure has its ledger entry.
+func testDataAPIConcurrentFetches(t *testing.T, db backendURL) {
+	e := newDataEnvWith(t, db, func(c *config) { c.DisclosureTransactions = 1 })
+	limited, lid := e.consentToken(t, e.client, e.alice, details("P30D", 5), "Contact")
+	open, oid := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, oid, "", open.AccessToken); r.Status != http.StatusOK { // and a nonce for the hand-made proof
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	path := "/v1/consents/" + string(oid) + "/data"
+	proof, err := e.client.Proof(http.MethodGet, e.base+path, open.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := concurrently(26, func(i int) int {
+		switch {
+		case i < 12:
+			return e.fetch(t, e.client, lid, "", limited.AccessToken).Status
+		case i < 24:
+			return e.fetch(t, e.client, oid, "", open.AccessToken).Status
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.base+path, nil)
+		req.Header.Set("Authorization", "DPoP "+open.AccessToken)
+		req.Header.Set("DPoP", proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	})
+	lim, opn, pair := statuses[:12], statuses[12:24], statuses[24:]
+	if countStatus(lim, http.StatusOK) != 5 || countStatus(lim, http.StatusTooManyRequests) != 7 {
+		t.Errorf("limited consent: %v; want 5 × 200 and 7 × 429", lim)
+	}
+	if countStatus(opn, http.StatusOK) != 12 {
+		t.Errorf("open consent: %v; want 12 × 200", opn)
+	}
+	if countStatus(pair, http.StatusOK) != 1 || countStatus(pair, http.StatusUnauthorized) != 1 {
+		t.Errorf("one proof sent twice at once: %v; want one 200 and one 401", pair)
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 5 {
+		t.Errorf("%d disclosures under the limited consent, want 5", n)
+	}
+	if n := len(e.disclosures(t, e.bob.ID)); n != 14 {
+		t.Errorf("%d disclosures under the open consent, want 14", n)
+	}
+	if n := len(e.ledgerEntries(t, lid, broker.EntryDisclosure, 5)); n != 5 {
+		t.Errorf("%d ledger entries under the limited consent, want 5", n)
+	}
+	if n := len(e.ledgerEntries(t, oid, broker.EntryDisclosure, 14)); n != 14 {
+		t.Errorf("%d ledger entries under the open consent, want 14", n)
+	}
+}
+
+// testDataAPIBatchRefused: when the database refuses a shared disclosure
+// transaction (here a trigger refuses one consent's disclosures), every
+// fetch in it is run again on its own: the others disclose, the refused
+// one fails with nothing of it recorded, and no fetch is answered from a
+// transaction that did not commit.
+func testDataAPIBatchRefused(t *testing.T, db backendURL) {
+	e := newDataEnvWith(t, db, func(c *config) { c.DisclosureTransactions = 1 })
+	bad, bid := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+	good, gid := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, gid, "", good.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	ctx := t.Context()
+	switch st := e.st.(type) {
+	case interface{ Pool() *pgxpool.Pool }:
+		_, err := st.Pool().Exec(ctx, `CREATE FUNCTION refuse_disclosure() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'refused by test'; END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON disclosures FOR EACH ROW WHEN (NEW.consent_id = '`+string(bid)+`') EXECUTE FUNCTION refuse_disclosure()`)
+		if err != nil {
+			t.Fatal(err)
+		}
+	case interface {
+		Exec(ctx context.Context, query string, args ...any) error
+	}:
+		if err := st.Exec(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON disclosures WHEN NEW.consent_id = '`+string(bid)+`'
+BEGIN SELECT RAISE(ABORT, 'refused by test'); END`); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("cannot add a trigger to %T", e.st)
+	}
+	statuses := concurrently(16, func(i int) int {
+		if i%4 == 0 {
+			return e.fetch(t, e.client, bid, "", bad.AccessToken).Status
+		}
+		return e.fetch(t, e.client, gid, "", good.AccessToken).Status
+	})
+	for i, s := range statuses {
+		want := http.StatusOK
+		if i%4 == 0 {
+			want = http.StatusInternalServerError
+		}
+		if s != want {
+			t.Errorf("fetch %d: %d, want %d (all: %v)", i, s, want, statuses)
+			break
+		}
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 0 {
+		t.Errorf("%d disclosures under the refused consent, want 0", n)
+	}
+	if n := len(e.disclosures(t, e.bob.ID)); n != 13 {
+		t.Errorf("%d disclosures under the other consent, want 13", n)
+	}
+	var decisions []broker.DecisionRecord
+	err := e.st.View(ctx, func(tx store.Tx) (err error) {
+		decisions, err = tx.ListDecisions(ctx, store.DecisionFilter{ConsentID: bid, Limit: 100})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range decisions {
+		if d.Kind == broker.DecisionAccess {
+			t.Errorf("an access decision under the refused consent was recorded: %+v", d)
+		}
+	}
+	if n := len(e.ledgerEntries(t, gid, broker.EntryDisclosure, 13)); n != 13 {
+		t.Errorf("%d ledger entries under the other consent, want 13", n)
 	}
 }

@@ -37,7 +37,7 @@ func loadVaultKey(c config) (vault.Config, error) {
 	return vault.LoadOrCreateKeyFile(path)
 }
 
-var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file", "access-token-ttl", "client-ip-header"}
+var serveFlags = []string{"addr", "data-dir", "database-url", "operator-token", "regulator-token", "public-url", "log-level", "log-format", "shutdown-timeout", "max-body", "ledger-key-file", "ledger-origin", "witness-keys", "webhook-key-file", "policy-dir", "policy-bundle", "oauth-key-file", "oauth-secret-file", "master-key-file", "access-token-ttl", "client-ip-header", "disclosure-batch"}
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -169,7 +169,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	defer stopOAuth()
 	if op != nil {
 		mountOAuth(router, op)
-		if err := mountDataAPI(router, s, pol.engine, vlt, op, issuer, lg.kick, log); err != nil {
+		if err := mountDataAPI(router, s, pol.engine, vlt, op, issuer, lg.kick, c, reg, log); err != nil {
 			ln.Close()
 			return fmt.Errorf("start data api: %w", err)
 		}
@@ -207,7 +207,7 @@ func tuneGC() {
 // mountDataAPI serves the firms' Data API (broker/dataapi) on the
 // authorization server's tokens and DPoP validator.
 func mountDataAPI(router *httpapi.Router, s store.Store, eng *policy.Engine, v *vault.Service, op *oauth.Provider,
-	publicURL string, kick func(), log *slog.Logger) error {
+	publicURL string, kick func(), c config, reg prometheus.Registerer, log *slog.Logger) error {
 	introspect := func(ctx context.Context, token string) (dataapi.Token, error) {
 		info, err := op.IntrospectAccessToken(ctx, token)
 		if errors.Is(err, oauth.ErrInactive) {
@@ -223,7 +223,7 @@ func mountDataAPI(router *httpapi.Router, s store.Store, eng *policy.Engine, v *
 		return t, nil
 	}
 	api, err := dataapi.New(dataapi.Config{Store: s, Policy: eng, Vault: v, Introspect: introspect, DPoP: op.DPoPValidator(),
-		PublicURL: publicURL, Kick: kick, Logger: log})
+		PublicURL: publicURL, Kick: kick, MaxBatch: c.DisclosureBatch, Batches: c.DisclosureTransactions, Metrics: reg, Logger: log})
 	if err != nil {
 		return err
 	}

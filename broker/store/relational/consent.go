@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,26 +168,85 @@ LEFT JOIN customer_keys k ON k.customer_id = c.customer_id
 WHERE c.id = $1`
 
 func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID, q store.AccessQuery) (store.AccessContext, error) {
-	var a store.AccessContext
+	acs, errs, err := tx.ReadAccessContexts(ctx, []store.AccessRead{{Consent: id, AccessQuery: q}})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		return store.AccessContext{}, err
+	}
+	return acs[0], nil
+}
+
+// accessPart is what one statement of ReadAccessContexts reads for one
+// consent.
+type accessPart int
+
+const (
+	partProof accessPart = iota
+	partContext
+	partCounts
+	partRecords
+)
+
+func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) ([]store.AccessContext, []error, error) {
+	for _, r := range reads {
+		if r.Proof == nil {
+			continue
+		}
+		if err := tx.mustWrite("use dpop proof"); err != nil {
+			return nil, nil, err
+		}
+	}
 	lock := ""
 	if tx.Writable && tx.D.LockSuffix != "" {
 		lock = tx.D.LockSuffix + " OF c"
 	}
-	queries := []Stmt{{accessContextSQL + lock, []any{id}}}
-	counts, records := -1, -1
-	if len(q.Since) > 0 {
-		counts = len(queries)
-		queries = append(queries, countSinceStmt(tx, id, q.Since))
-		a.Counts = make([]int, len(q.Since))
+	// Lock in ascending id order: two transactions reading overlapping
+	// sets then wait for each other instead of deadlocking.
+	order := make([]int, len(reads))
+	for i := range order {
+		order[i] = i
 	}
-	if q.Records {
-		records = len(queries)
-		queries = append(queries, Stmt{consentRecordsSQL, []any{id}})
+	slices.SortStableFunc(order, func(i, j int) int { return strings.Compare(string(reads[i].Consent), string(reads[j].Consent)) })
+	type part struct {
+		read int
+		what accessPart
 	}
-	found := false
-	err := tx.queryEach(ctx, queries, func(i int, rows Rows) error {
-		switch {
-		case i == records:
+	var (
+		queries []Stmt
+		parts   []part
+	)
+	acs, errs := make([]store.AccessContext, len(reads)), make([]error, len(reads))
+	found := make([]bool, len(reads))
+	for _, i := range order {
+		r := reads[i]
+		if r.Proof != nil {
+			queries = append(queries, Stmt{useDPoPProofSQL + ` RETURNING 1`, []any{r.Proof.Key, tx.t(r.Proof.Expires), tx.t(r.Proof.Now)}})
+			parts = append(parts, part{i, partProof})
+			errs[i] = store.ErrProofReplayed // until its row comes back
+		}
+		queries = append(queries, Stmt{accessContextSQL + lock, []any{r.Consent}})
+		parts = append(parts, part{i, partContext})
+		if len(r.Since) > 0 {
+			queries = append(queries, countSinceStmt(tx, r.Consent, r.Since))
+			parts = append(parts, part{i, partCounts})
+			acs[i].Counts = make([]int, len(r.Since))
+		}
+		if r.Records {
+			queries = append(queries, Stmt{consentRecordsSQL, []any{r.Consent}})
+			parts = append(parts, part{i, partRecords})
+		}
+	}
+	err := tx.queryEach(ctx, queries, func(k int, rows Rows) error {
+		i, a := parts[k].read, &acs[parts[k].read]
+		switch parts[k].what {
+		case partProof:
+			if rows.Next() {
+				errs[i] = nil
+			}
+			return nil
+		case partRecords:
 			for rows.Next() {
 				var r broker.SealedRecord
 				if err := scanRecord(newScanner(tx.D), &r).from(rows); err != nil {
@@ -195,12 +255,16 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID, q stor
 				a.Records = append(a.Records, r)
 			}
 			return nil
-		case !rows.Next():
-			return nil // no such consent; found stays false
-		case i == counts:
+		case partCounts:
+			if !rows.Next() {
+				return nil
+			}
 			return scanCounts(newScanner(tx.D), a.Counts).from(rows)
 		}
-		found = true
+		if !rows.Next() {
+			return nil // no such consent
+		}
+		found[i] = true
 		var psn string
 		s := scanConsent(newScanner(tx.D), &a.Consent)
 		s = scanFirm(s, &a.Firm)
@@ -211,19 +275,27 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID, q stor
 		a.Pseudonym = broker.Pseudonym(psn)
 		return err
 	})
-	if err == nil && !found {
-		err = broker.ErrNotFound
-	}
 	if err != nil {
-		return store.AccessContext{}, fmt.Errorf("access context of %s: %w", id, tx.err(err))
+		return nil, nil, fmt.Errorf("access contexts of %d consents: %w", len(reads), tx.err(err))
 	}
-	if a.Terms.Version == 0 {
-		a.Terms = broker.TermsVersion{}
+	for i, a := range acs {
+		switch {
+		case errs[i] != nil:
+			errs[i] = fmt.Errorf("access context of %s: %w", reads[i].Consent, errs[i])
+			acs[i] = store.AccessContext{}
+		case !found[i]:
+			errs[i] = fmt.Errorf("access context of %s: %w", reads[i].Consent, broker.ErrNotFound)
+			acs[i] = store.AccessContext{}
+		default:
+			if a.Terms.Version == 0 {
+				acs[i].Terms = broker.TermsVersion{}
+			}
+			if a.Key.CustomerID == "" {
+				acs[i].Key = broker.CustomerKey{}
+			}
+		}
 	}
-	if a.Key.CustomerID == "" {
-		a.Key = broker.CustomerKey{}
-	}
-	return a, nil
+	return acs, errs, nil
 }
 
 // consentRecordsSQL reads the sealed vault records of a consent's customer.

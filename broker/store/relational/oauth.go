@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/broker"
+	"github.com/stewardhq/steward/broker/store"
 )
 
 // OAuth implements the storage of the OAuth 2.0 authorization server
@@ -342,7 +343,7 @@ func (tx *Tx) UseDPoPProof(ctx context.Context, key string, exp, now time.Time) 
 	}
 	return tx.deferExec(ctx, Stmt{useDPoPProofSQL, []any{key, tx.t(exp), tx.t(now)}}, "use dpop proof", func(n int64) error {
 		if n == 0 {
-			return fmt.Errorf("%w: already used", broker.ErrConflict)
+			return store.ErrProofReplayed
 		}
 		return nil
 	})

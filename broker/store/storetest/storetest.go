@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessContext", testAccessContext},
 		{"RecordDisclosure", testRecordDisclosure},
 		{"DPoPProofs", testDPoPProofs},
+		{"AccessContexts", testAccessContexts},
 		{"Pseudonyms", testPseudonyms},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
@@ -1046,6 +1048,104 @@ func testDPoPProofs(t *testing.T, s store.Store) {
 	slices.Sort(want)
 	if diff := cmp.Diff(want, stored()); diff != "" {
 		t.Errorf("disclosures (-want +got):\n%s", diff)
+	}
+}
+
+// testAccessContexts: several consents read at once come back in the
+// order asked, each with its own error (unknown consent, replayed proof)
+// while the others stand; proofs are recorded; and transactions reading
+// overlapping sets in opposite orders never deadlock.
+func testAccessContexts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	var cons []broker.Consent
+	for range 4 {
+		cons = append(cons, NewRequest(t, s, c.ID, f.ID))
+	}
+	used := "proof-" + string(broker.NewDisclosureID())
+	update(t, s, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, used, Now.Add(time.Minute), Now) })
+	fresh := "proof-" + string(broker.NewDisclosureID())
+	proof := func(key string) *store.ProofUse {
+		return &store.ProofUse{Key: key, Expires: Now.Add(time.Minute), Now: Now}
+	}
+	reads := []store.AccessRead{
+		{Consent: cons[3].ID, AccessQuery: store.AccessQuery{Proof: proof(fresh), Since: []time.Time{Now.Add(-time.Hour)}}},
+		{Consent: broker.NewConsentID()},
+		{Consent: cons[0].ID, AccessQuery: store.AccessQuery{Records: true}},
+		{Consent: cons[2].ID, AccessQuery: store.AccessQuery{Proof: proof(used)}},
+		{Consent: cons[1].ID},
+	}
+	update(t, s, func(tx store.Tx) error {
+		acs, errs, err := tx.ReadAccessContexts(ctx, reads)
+		if err != nil {
+			return err
+		}
+		for i, want := range []broker.ConsentID{cons[3].ID, "", cons[0].ID, "", cons[1].ID} {
+			if acs[i].Consent.ID != want {
+				t.Errorf("read %d: consent %q, want %q", i, acs[i].Consent.ID, want)
+			}
+		}
+		if errs[0] != nil || errs[2] != nil || errs[4] != nil {
+			t.Errorf("errors of good reads: %v", errs)
+		}
+		if !errors.Is(errs[1], broker.ErrNotFound) {
+			t.Errorf("unknown consent: %v, want ErrNotFound", errs[1])
+		}
+		if !errors.Is(errs[3], store.ErrProofReplayed) || !errors.Is(errs[3], broker.ErrConflict) {
+			t.Errorf("replayed proof: %v, want ErrProofReplayed", errs[3])
+		}
+		if diff := cmp.Diff([]int{0}, acs[0].Counts); diff != "" {
+			t.Errorf("counts (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, fresh, Now.Add(time.Minute), Now) }), store.ErrProofReplayed)
+	err := s.View(ctx, func(tx store.Tx) error {
+		_, _, err := tx.ReadAccessContexts(ctx, reads[:1])
+		return err
+	})
+	if err == nil {
+		t.Error("a proof was recorded in a read-only transaction")
+	}
+
+	// Overlapping sets in opposite orders, with writes, all at once: no
+	// transaction deadlocks (Update would run it again: count the runs).
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			rs := make([]store.AccessRead, len(cons))
+			for i, con := range cons {
+				rs[i] = store.AccessRead{Consent: con.ID}
+			}
+			if g%2 == 1 {
+				slices.Reverse(rs)
+			}
+			errc <- s.Update(ctx, func(tx store.Tx) error {
+				runs.Add(1)
+				if _, _, err := tx.ReadAccessContexts(ctx, rs); err != nil {
+					return err
+				}
+				for _, r := range rs {
+					if err := tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: r.Consent, FirmID: f.ID,
+						CustomerID: c.ID, Categories: []string{"Contact"}, At: Now, ReceiptID: "r"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Errorf("concurrent reads: %v", err)
+		}
+	}
+	if n := runs.Load(); n != 8 {
+		t.Errorf("%d transaction runs for 8 transactions: some deadlocked and ran again", n)
 	}
 }
 
