@@ -165,8 +165,8 @@ func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob) error {
 	reads := make([]store.AccessRead, len(jobs))
 	for i, j := range jobs {
 		guesses[i] = a.windows.get(j.id)
-		reads[i] = store.AccessRead{Consent: j.id, AccessQuery: store.AccessQuery{Since: since(guesses[i], now), Records: true,
-			Proof: &store.ProofUse{Key: j.tok.proof.key, Expires: j.tok.proof.exp, Now: now}}}
+		reads[i] = store.AccessRead{Consent: j.id, AccessQuery: store.AccessQuery{Now: now, Token: j.tok.Signature,
+			Proof: &store.ProofUse{Key: j.tok.proof.key, Expires: j.tok.proof.exp}, Since: since(guesses[i], now), Records: true}}
 	}
 	outs, errs := make([]outcome, len(jobs)), make([]error, len(jobs))
 	err := a.cfg.Store.Update(ctx, func(tx store.Tx) error {

@@ -37,6 +37,7 @@ package dataapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -71,10 +72,15 @@ type Token struct {
 	Scopes    []string
 	// JKT is the thumbprint of the DPoP key the token is bound to.
 	JKT string
+	// Signature is the key the token is stored under, which a fetch's
+	// transaction checks is still live (store.AccessQuery.Token).
+	Signature string
 
 	// proof is the replay key of the request's DPoP proof, recorded in
 	// the request's transaction (see update).
 	proof *proofSlot
+	// raw is the token as presented (not kept beyond the request).
+	raw string
 }
 
 // proofSlot carries a validated DPoP proof's replay key from validation
@@ -160,6 +166,8 @@ type API struct {
 	windows windowGuess
 	// disclosures group-commits fetches (see committer).
 	disclosures *committer
+	// tokens remembers introspected tokens for fetches (see tokenMemo).
+	tokens tokenMemo
 }
 
 // New builds the Data API. Mount its Handler at the server's root: its
@@ -193,7 +201,7 @@ func New(cfg Config) (*API, error) {
 		return nil, err
 	}
 	r := chi.NewRouter()
-	r.Get("/v1/consents/{id}/data", a.withToken(a.fetch))
+	r.Get("/v1/consents/{id}/data", a.withLiveToken(a.fetch))
 	r.Post("/v1/consents/{id}/returned-data", a.withToken(a.returnData))
 	r.Get("/v1/consents/{id}", a.withToken(a.consent))
 	r.Post("/v1/consents/{id}/deletion", a.withToken(a.attestDeletion))
@@ -220,8 +228,20 @@ func (a *API) now() time.Time { return a.cfg.Now().UTC() }
 // withToken authenticates the request's DPoP-bound access token and passes
 // it on; every refusal is a 401 with a DPoP challenge, and is logged.
 func (a *API) withToken(h func(http.ResponseWriter, *http.Request, Token)) http.HandlerFunc {
+	return a.authenticated(false, h)
+}
+
+// withLiveToken is withToken for a handler whose transaction checks that
+// the token is still live (store.AccessQuery.Token): what introspection
+// said of a token is remembered (tokenMemo), so only the first request
+// with a token introspects it.
+func (a *API) withLiveToken(h func(http.ResponseWriter, *http.Request, Token)) http.HandlerFunc {
+	return a.authenticated(true, h)
+}
+
+func (a *API) authenticated(memo bool, h func(http.ResponseWriter, *http.Request, Token)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, err := a.authenticate(r)
+		tok, err := a.authenticate(r, memo)
 		if err != nil {
 			a.refuseToken(w, r, err)
 			return
@@ -230,20 +250,32 @@ func (a *API) withToken(h func(http.ResponseWriter, *http.Request, Token)) http.
 	}
 }
 
-func (a *API) authenticate(r *http.Request) (Token, error) {
+func (a *API) authenticate(r *http.Request, memo bool) (Token, error) {
 	raw, _, err := dpop.AccessToken(r.Header.Get("Authorization"))
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := a.cfg.Introspect(r.Context(), raw)
-	if errors.Is(err, ErrInactive) {
-		return Token{}, dpop.ErrInvalidToken.WithHint("The access token is not active.")
+	tok, seen := Token{}, false
+	if memo {
+		tok, seen = a.tokens.get(raw)
 	}
-	if err != nil {
-		return Token{}, err
-	}
-	if tok.FirmID == "" {
-		return Token{}, dpop.ErrInvalidToken.WithHint("The access token was not issued to a firm.")
+	if !seen {
+		tok, err = a.cfg.Introspect(r.Context(), raw)
+		if errors.Is(err, ErrInactive) {
+			return Token{}, errInactive
+		}
+		if err != nil {
+			return Token{}, err
+		}
+		if tok.FirmID == "" {
+			return Token{}, dpop.ErrInvalidToken.WithHint("The access token was not issued to a firm.")
+		}
+		if memo {
+			if tok.Signature == "" {
+				return Token{}, errors.New("dataapi: introspection gave no token signature to check")
+			}
+			a.tokens.put(raw, tok)
+		}
 	}
 	slot := &proofSlot{}
 	ctx := context.WithValue(r.Context(), proofSlotKey{}, slot)
@@ -253,8 +285,54 @@ func (a *API) authenticate(r *http.Request) (Token, error) {
 	if slot.key == "" {
 		return Token{}, errors.New("dataapi: the DPoP validator recorded no proof")
 	}
-	tok.proof = slot
+	tok.proof, tok.raw = slot, raw
 	return tok, nil
+}
+
+// errInactive answers a token that is not (or no longer) live.
+var errInactive = dpop.ErrInvalidToken.WithHint("The access token is not active.")
+
+// tokenMemo remembers, by the SHA-256 of the token, what introspection
+// said of tokens already seen: their client, firm, consent, scopes, DPoP
+// key and stored key, none of which ever changes for a token. What can
+// change (the token revoked or expired, its client disabled, its firm
+// suspended) is checked in each fetch's own transaction, under the
+// consent's lock, so a remembered token is never trusted beyond what the
+// database says at that moment. Only a token introspection accepted (its
+// HMAC checked) is remembered. It forgets everything when full.
+type tokenMemo struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]Token
+}
+
+// maxTokenMemo bounds tokenMemo (a few hundred bytes each).
+const maxTokenMemo = 50_000
+
+func (t *tokenMemo) get(raw string) (Token, bool) {
+	k := sha256.Sum256([]byte(raw))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tok, ok := t.m[k]
+	return tok, ok
+}
+
+func (t *tokenMemo) put(raw string, tok Token) {
+	k := sha256.Sum256([]byte(raw))
+	tok.proof, tok.raw = nil, ""
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil || len(t.m) >= maxTokenMemo {
+		t.m = make(map[[sha256.Size]byte]Token)
+	}
+	t.m[k] = tok
+}
+
+// forget drops a token the database says is no longer live.
+func (t *tokenMemo) forget(raw string) {
+	k := sha256.Sum256([]byte(raw))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, k)
 }
 
 // update runs fn in a read-write transaction that first records the

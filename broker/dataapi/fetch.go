@@ -167,7 +167,12 @@ func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 	job := &fetchJob{ctx: r.Context(), tok: tok, id: id, q: q}
 	a.disclosures.do(job)
 	out, err := job.out, job.err
-	if errors.Is(err, store.ErrProofReplayed) {
+	switch {
+	case errors.Is(err, store.ErrTokenInactive):
+		a.tokens.forget(tok.raw)
+		a.refuseToken(w, r, errInactive)
+		return
+	case errors.Is(err, store.ErrProofReplayed):
 		err = errReplayed
 	}
 	if err != nil {

@@ -216,6 +216,11 @@ type TokenInfo struct {
 	ClientID string
 	Scopes   []string
 	Session  *Session
+	// Signature is the key the token is stored under: a resource server
+	// that remembers what introspection said of a token checks, in its own
+	// transaction, that the stored token is still live (see
+	// store.AccessQuery.Token).
+	Signature string
 }
 
 // ErrInactive means an access token is unknown, expired or revoked.
@@ -233,7 +238,8 @@ func (p *Provider) IntrospectAccessToken(ctx context.Context, token string) (Tok
 		return TokenInfo{}, ErrInactive
 	}
 	sess, _ := ar.GetSession().(*Session)
-	return TokenInfo{ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes(), Session: sess}, nil
+	return TokenInfo{ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes(), Session: sess,
+		Signature: p.tokens.AccessTokenSignature(ctx, token)}, nil
 }
 
 // Metadata serves the authorization server metadata (RFC 8414), also at

@@ -224,6 +224,7 @@ type Provider struct {
 	cfg       Config
 	fc        *fosite.Config
 	oauth     fosite.OAuth2Provider
+	tokens    *oauth2.HMACSHAStrategy
 	store     *fositeStore
 	storage   Storage
 	consent   ConsentFunc
@@ -314,7 +315,8 @@ func New(cfg Config, storage Storage, consent ConsentFunc) (*Provider, error) {
 		before = append(before, func(fosite.Configurator, any, any) any { return ccProof{cc} })
 		after = append(after, func(fosite.Configurator, any, any) any { return ccBinding{cc.Binding()} })
 	}
-	p.oauth = compose.Compose(p.fc, p.store, compose.NewOAuth2HMACStrategy(p.fc), slices.Concat(
+	p.tokens = compose.NewOAuth2HMACStrategy(p.fc)
+	p.oauth = compose.Compose(p.fc, p.store, p.tokens, slices.Concat(
 		[]compose.Factory{func(fosite.Configurator, any, any) any { return parPolicy{} }},
 		before,
 		[]compose.Factory{

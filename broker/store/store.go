@@ -39,6 +39,11 @@ import (
 // ReadAccessContexts.
 var ErrProofReplayed = fmt.Errorf("dpop proof already used: %w", broker.ErrConflict)
 
+// ErrTokenInactive is the broker.ErrNotFound one read of
+// ReadAccessContexts fails with when the access token it names
+// (AccessQuery.Token) is no longer live.
+var ErrTokenInactive = fmt.Errorf("access token not active: %w", broker.ErrNotFound)
+
 // Store is Steward's persistence. Implementations: store/postgres, store/sqlite.
 type Store interface {
 	// Update runs fn in a read-write transaction; it commits if fn returns
@@ -195,6 +200,16 @@ type AccessContext struct {
 // AccessQuery is what ReadAccessContext reads besides the access context
 // itself, in the same round trip where the backend pipelines.
 type AccessQuery struct {
+	// Now is when the request is made: the time Token must be live at and
+	// Proof is used at.
+	Now time.Time
+	// Token, if set, is the stored key (signature) of the OAuth access
+	// token the request presents: the read fails with ErrTokenInactive
+	// unless the token is stored, active and unexpired at Now, its client
+	// active and the client's firm approved. A resource server that
+	// remembers what introspection said of a token (facts that never
+	// change for a token) checks here what can change.
+	Token string
 	// Proof, if set, is the request's DPoP proof, recorded first as
 	// UseDPoPProof records it; a replay fails the read with
 	// ErrProofReplayed.
@@ -206,10 +221,10 @@ type AccessQuery struct {
 }
 
 // ProofUse is a DPoP proof to record: its replay key (hashed by the
-// caller), when it expires, and the time now.
+// caller) and when it expires.
 type ProofUse struct {
-	Key          string
-	Expires, Now time.Time
+	Key     string
+	Expires time.Time
 }
 
 // AccessRead names one consent for ReadAccessContexts and what to read

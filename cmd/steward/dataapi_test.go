@@ -79,6 +79,7 @@ func TestDataAPI(t *testing.T) {
 		{"UnknownPaths", testDataAPIUnknownPaths},
 		{"ConcurrentFetches", testDataAPIConcurrentFetches},
 		{"BatchRefused", testDataAPIBatchRefused},
+		{"RememberedToken", testDataAPIRememberedToken},
 	}
 	for _, b := range []struct {
 		name string
@@ -1055,5 +1056,57 @@ BEGIN SELECT RAISE(ABORT, 'refused by test'); END`); err != nil {
 	}
 	if n := len(e.ledgerEntries(t, gid, broker.EntryDisclosure, 13)); n != 13 {
 		t.Errorf("%d ledger entries under the other consent, want 13", n)
+	}
+}
+
+// testDataAPIRememberedToken: a fetch does not introspect a token it has
+// seen before, but its transaction checks what can change: a token
+// revoked at the revocation endpoint, or one whose firm was suspended, is
+// refused on the very next fetch, and nothing more is disclosed.
+func testDataAPIRememberedToken(t *testing.T, db backendURL) {
+	e := newDataEnv(t, db)
+	tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
+	for range 2 {
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("fetch: %d %s", r.Status, r.Body)
+		}
+	}
+	r, err := e.client.Do(t.Context(), http.MethodPost, "/oauth/revoke", url.Values{"token": {tok.AccessToken}}, nil, "")
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("revoke: %v %d %s", err, r.Status, r.Body)
+	}
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusUnauthorized {
+		t.Errorf("fetch with a revoked token: %d %s, want 401", r.Status, r.Body)
+	}
+	if n := len(e.disclosures(t, e.alice.ID)); n != 2 {
+		t.Errorf("%d disclosures, want 2", n)
+	}
+
+	tok, id = e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.Status, r.Body)
+	}
+	firmStatus := func(action string) {
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/"+action, nil)
+		req.Header.Set("Authorization", "Bearer "+e.operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", action, resp.StatusCode)
+		}
+	}
+	firmStatus("suspend")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusUnauthorized {
+		t.Errorf("fetch once the firm is suspended: %d %s, want 401", r.Status, r.Body)
+	}
+	firmStatus("approve")
+	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("fetch once the firm is approved again: %d %s, want 200", r.Status, r.Body)
+	}
+	if n := len(e.disclosures(t, e.bob.ID)); n != 2 {
+		t.Errorf("%d disclosures, want 2 (none while suspended)", n)
 	}
 }

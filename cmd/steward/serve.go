@@ -216,7 +216,7 @@ func mountDataAPI(router *httpapi.Router, s store.Store, eng *policy.Engine, v *
 		if err != nil {
 			return dataapi.Token{}, err
 		}
-		t := dataapi.Token{ClientID: broker.ClientID(info.ClientID), Scopes: info.Scopes}
+		t := dataapi.Token{ClientID: broker.ClientID(info.ClientID), Scopes: info.Scopes, Signature: info.Signature}
 		if info.Session != nil {
 			t.FirmID, t.ConsentID, t.JKT = info.Session.FirmID, info.Session.ConsentID, info.Session.JKT
 		}

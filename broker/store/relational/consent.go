@@ -183,7 +183,8 @@ func (tx *Tx) ReadAccessContext(ctx context.Context, id broker.ConsentID, q stor
 type accessPart int
 
 const (
-	partProof accessPart = iota
+	partToken accessPart = iota
+	partProof
 	partContext
 	partCounts
 	partRecords
@@ -218,13 +219,17 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 		parts   []part
 	)
 	acs, errs := make([]store.AccessContext, len(reads)), make([]error, len(reads))
-	found := make([]bool, len(reads))
+	// found: the consent exists; live: the token is; fresh: the proof is.
+	found, live, fresh := make([]bool, len(reads)), make([]bool, len(reads)), make([]bool, len(reads))
 	for _, i := range order {
 		r := reads[i]
+		if r.Token != "" {
+			queries = append(queries, Stmt{liveTokenSQL, []any{r.Token, tx.t(r.Now)}})
+			parts = append(parts, part{i, partToken})
+		}
 		if r.Proof != nil {
-			queries = append(queries, Stmt{useDPoPProofSQL + ` RETURNING 1`, []any{r.Proof.Key, tx.t(r.Proof.Expires), tx.t(r.Proof.Now)}})
+			queries = append(queries, Stmt{useDPoPProofSQL + ` RETURNING 1`, []any{r.Proof.Key, tx.t(r.Proof.Expires), tx.t(r.Now)}})
 			parts = append(parts, part{i, partProof})
-			errs[i] = store.ErrProofReplayed // until its row comes back
 		}
 		queries = append(queries, Stmt{accessContextSQL + lock, []any{r.Consent}})
 		parts = append(parts, part{i, partContext})
@@ -241,10 +246,11 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 	err := tx.queryEach(ctx, queries, func(k int, rows Rows) error {
 		i, a := parts[k].read, &acs[parts[k].read]
 		switch parts[k].what {
+		case partToken:
+			live[i] = rows.Next()
+			return nil
 		case partProof:
-			if rows.Next() {
-				errs[i] = nil
-			}
+			fresh[i] = rows.Next()
 			return nil
 		case partRecords:
 			for rows.Next() {
@@ -279,12 +285,18 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 		return nil, nil, fmt.Errorf("access contexts of %d consents: %w", len(reads), tx.err(err))
 	}
 	for i, a := range acs {
+		r := reads[i]
+		switch {
+		case r.Token != "" && !live[i]:
+			errs[i] = store.ErrTokenInactive
+		case r.Proof != nil && !fresh[i]:
+			errs[i] = store.ErrProofReplayed
+		case !found[i]:
+			errs[i] = broker.ErrNotFound
+		}
 		switch {
 		case errs[i] != nil:
-			errs[i] = fmt.Errorf("access context of %s: %w", reads[i].Consent, errs[i])
-			acs[i] = store.AccessContext{}
-		case !found[i]:
-			errs[i] = fmt.Errorf("access context of %s: %w", reads[i].Consent, broker.ErrNotFound)
+			errs[i] = fmt.Errorf("access context of %s: %w", r.Consent, errs[i])
 			acs[i] = store.AccessContext{}
 		default:
 			if a.Terms.Version == 0 {
@@ -297,6 +309,14 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 	}
 	return acs, errs, nil
 }
+
+// liveTokenSQL finds an access token (kind 'access', as oauth stores it)
+// that is live at $2, with its client active and its firm approved.
+const liveTokenSQL = `SELECT 1 FROM oauth_requests r
+JOIN clients cl ON cl.id = r.client_id
+JOIN firms f ON f.id = cl.firm_id
+WHERE r.kind = 'access' AND r.signature = $1 AND r.active AND r.expires_at > $2
+	AND cl.status = 'active' AND f.status = 'approved'`
 
 // consentRecordsSQL reads the sealed vault records of a consent's customer.
 const consentRecordsSQL = `SELECT ` + recordColumns + ` FROM records

@@ -1066,13 +1066,13 @@ func testAccessContexts(t *testing.T, s store.Store) {
 	update(t, s, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, used, Now.Add(time.Minute), Now) })
 	fresh := "proof-" + string(broker.NewDisclosureID())
 	proof := func(key string) *store.ProofUse {
-		return &store.ProofUse{Key: key, Expires: Now.Add(time.Minute), Now: Now}
+		return &store.ProofUse{Key: key, Expires: Now.Add(time.Minute)}
 	}
 	reads := []store.AccessRead{
-		{Consent: cons[3].ID, AccessQuery: store.AccessQuery{Proof: proof(fresh), Since: []time.Time{Now.Add(-time.Hour)}}},
+		{Consent: cons[3].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(fresh), Since: []time.Time{Now.Add(-time.Hour)}}},
 		{Consent: broker.NewConsentID()},
 		{Consent: cons[0].ID, AccessQuery: store.AccessQuery{Records: true}},
-		{Consent: cons[2].ID, AccessQuery: store.AccessQuery{Proof: proof(used)}},
+		{Consent: cons[2].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(used)}},
 		{Consent: cons[1].ID},
 	}
 	update(t, s, func(tx store.Tx) error {
