@@ -18,8 +18,9 @@ const (
 	// DefaultMaxBatch is the most fetches one disclosure transaction
 	// decides and records.
 	DefaultMaxBatch = 32
-	// DefaultBatches is how many disclosure transactions run at once.
-	DefaultBatches = 4
+	// DefaultBatches is how many disclosure transactions run at once:
+	// one reads and decides while the one before it commits.
+	DefaultBatches = 2
 )
 
 // fetchJob is one fetch waiting for, or in, a disclosure transaction.
@@ -51,9 +52,12 @@ type fetchJob struct {
 // commit, and if the database refuses the batch as a whole, each fetch is
 // run again on its own, so that one cannot fail another.
 type committer struct {
-	a     *API
-	max   int
-	slots chan struct{}
+	a   *API
+	max int
+	// slots bounds the transactions running at once; reading lets one of
+	// them at a time collect its batch, read and decide, so that batches
+	// stay large while the one before commits.
+	slots, reading chan struct{}
 	// sizes observes how many fetches each transaction served.
 	sizes prometheus.Histogram
 
@@ -67,7 +71,7 @@ type batch struct {
 }
 
 func newCommitter(a *API, maxBatch, batches int, reg prometheus.Registerer) (*committer, error) {
-	c := &committer{a: a, max: maxBatch, slots: make(chan struct{}, batches),
+	c := &committer{a: a, max: maxBatch, slots: make(chan struct{}, batches), reading: make(chan struct{}, 1),
 		sizes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "steward_disclosure_batch_size",
 			Help:    "Data API fetches decided and recorded in one database transaction.",
@@ -100,21 +104,26 @@ func (c *committer) do(job *fetchJob) {
 	c.mu.Unlock()
 	defer close(b.done)
 
-	// Lead: wait for a slot (meanwhile others join), close the batch to
-	// newcomers, run it.
+	// Lead: wait for a slot and for the batch before to have decided
+	// (meanwhile others join), close the batch to newcomers, run it.
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
+	c.reading <- struct{}{}
+	decided := sync.OnceFunc(func() { <-c.reading })
+	defer decided()
 	c.mu.Lock()
 	if c.open == b {
 		c.open = nil
 	}
 	jobs := b.jobs
 	c.mu.Unlock()
-	c.run(context.WithoutCancel(job.ctx), jobs)
+	c.run(context.WithoutCancel(job.ctx), jobs, decided)
 }
 
 // run commits jobs in rounds that name each consent at most once.
-func (c *committer) run(ctx context.Context, jobs []*fetchJob) {
+// decided is called once the first transaction has decided its fetches
+// and has only its commit left.
+func (c *committer) run(ctx context.Context, jobs []*fetchJob, decided func()) {
 	for len(jobs) > 0 {
 		var round, later []*fetchJob
 		seen := make(map[broker.ConsentID]bool, len(jobs))
@@ -129,19 +138,19 @@ func (c *committer) run(ctx context.Context, jobs []*fetchJob) {
 				round = append(round, j)
 			}
 		}
-		c.commit(ctx, round)
+		c.commit(ctx, round, decided)
 		jobs = later
 	}
 }
 
 // commit runs jobs in one transaction, or each in its own if the
 // database refuses them together.
-func (c *committer) commit(ctx context.Context, jobs []*fetchJob) {
+func (c *committer) commit(ctx context.Context, jobs []*fetchJob, decided func()) {
 	if len(jobs) == 0 {
 		return
 	}
 	c.sizes.Observe(float64(len(jobs)))
-	err := c.a.discloseAll(ctx, jobs)
+	err := c.a.discloseAll(ctx, jobs, decided)
 	if err == nil {
 		return
 	}
@@ -150,16 +159,17 @@ func (c *committer) commit(ctx context.Context, jobs []*fetchJob) {
 		return
 	}
 	for _, j := range jobs {
-		c.commit(ctx, []*fetchJob{j})
+		c.commit(ctx, []*fetchJob{j}, decided)
 	}
 }
 
 // discloseAll decides and records jobs in one transaction and, once it
-// has committed, sets their answers. A fetch's own failure (its consent
+// has committed, sets their answers; it calls decided when only the
+// commit is left. A fetch's own failure (its consent
 // unknown or another firm's, its proof replayed, its data unreadable)
 // is its answer and leaves nothing written; an error returned means the
 // transaction failed and no answer was set.
-func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob) error {
+func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob, decided func()) error {
 	now := a.now()
 	guesses := make([][]broker.Duration, len(jobs))
 	reads := make([]store.AccessRead, len(jobs))
@@ -195,6 +205,7 @@ func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob) error {
 				return err
 			}
 		}
+		decided() // only the commit is left: the next batch may read
 		return nil
 	})
 	if err != nil {
