@@ -911,6 +911,20 @@ func testDisclosures(t *testing.T, s store.Store) {
 	bad := d
 	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertDisclosure(ctx, bad) }), broker.ErrNotFound)
+	// A disclosure names its consent's firm and customer, no others.
+	otherFirm, otherCustomer := NewFirm("Other Retail Ltd", "retail"), NewCustomer("carol")
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateFirm(ctx, otherFirm); err != nil {
+			return err
+		}
+		return tx.CreateCustomer(ctx, otherCustomer)
+	})
+	wrongFirm, wrongCustomer := d, d
+	wrongFirm.ID, wrongFirm.FirmID = broker.NewDisclosureID(), otherFirm.ID
+	wrongCustomer.ID, wrongCustomer.CustomerID = broker.NewDisclosureID(), otherCustomer.ID
+	for _, bad := range []broker.Disclosure{wrongFirm, wrongCustomer} {
+		wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertDisclosure(ctx, bad) }), broker.ErrNotFound)
+	}
 
 	// Forgetting the customer destroys the salts that open the commitments.
 	update(t, s, func(tx store.Tx) error { return tx.ForgetCustomer(ctx, c.ID, "forgotten-"+string(c.ID)) })
