@@ -1077,45 +1077,93 @@ func testAccessContexts(t *testing.T, s store.Store) {
 		cons = append(cons, NewRequest(t, s, c.ID, f.ID))
 	}
 	used := "proof-" + string(broker.NewDisclosureID())
-	update(t, s, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, used, Now.Add(time.Minute), Now) })
-	fresh := "proof-" + string(broker.NewDisclosureID())
-	proof := func(key string) *store.ProofUse {
-		return &store.ProofUse{Key: key, Expires: Now.Add(time.Minute)}
-	}
-	reads := []store.AccessRead{
-		{Consent: cons[3].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(fresh), Since: []time.Time{Now.Add(-time.Hour)}}},
-		{Consent: broker.NewConsentID()},
-		{Consent: cons[0].ID, AccessQuery: store.AccessQuery{Records: true}},
-		{Consent: cons[2].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(used)}},
-		{Consent: cons[1].ID},
-	}
 	update(t, s, func(tx store.Tx) error {
-		acs, errs, err := tx.ReadAccessContexts(ctx, reads)
-		if err != nil {
+		if err := tx.UseDPoPProof(ctx, used, Now.Add(time.Minute), Now); err != nil {
 			return err
 		}
-		for i, want := range []broker.ConsentID{cons[3].ID, "", cons[0].ID, "", cons[1].ID} {
-			if acs[i].Consent.ID != want {
-				t.Errorf("read %d: consent %q, want %q", i, acs[i].Consent.ID, want)
+		for _, cat := range []string{"Contact", "Preference"} {
+			if err := tx.PutRecord(ctx, broker.SealedRecord{CustomerID: c.ID, Category: cat, Sealed: []byte("sealed " + cat),
+				Source: "customer", UpdatedAt: Now}); err != nil {
+				return err
 			}
 		}
-		if errs[0] != nil || errs[2] != nil || errs[4] != nil {
-			t.Errorf("errors of good reads: %v", errs)
-		}
-		if !errors.Is(errs[1], broker.ErrNotFound) {
-			t.Errorf("unknown consent: %v, want ErrNotFound", errs[1])
-		}
-		if !errors.Is(errs[3], store.ErrProofReplayed) || !errors.Is(errs[3], broker.ErrConflict) {
-			t.Errorf("replayed proof: %v, want ErrProofReplayed", errs[3])
-		}
-		if diff := cmp.Diff([]int{0}, acs[0].Counts); diff != "" {
-			t.Errorf("counts (-want +got):\n%s", diff)
+		for _, at := range []time.Time{Now.Add(-30 * time.Minute), Now} {
+			if err := tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: cons[3].ID, FirmID: f.ID,
+				CustomerID: c.ID, Categories: []string{"Contact"}, At: at, ReceiptID: "r"}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
-	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, fresh, Now.Add(time.Minute), Now) }), store.ErrProofReplayed)
+	proof := func(key string) *store.ProofUse {
+		return &store.ProofUse{Key: key, Expires: Now.Add(time.Minute)}
+	}
+	// All reads at one time, then one at another: the answers are the
+	// same, and each is what it would be alone.
+	for _, mixed := range []bool{false, true} {
+		fresh, twice := "proof-"+string(broker.NewDisclosureID()), "proof-"+string(broker.NewDisclosureID())
+		at := Now
+		if mixed {
+			at = Now.Add(time.Second)
+		}
+		reads := []store.AccessRead{
+			{Consent: cons[3].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(fresh),
+				Since: []time.Time{Now.Add(-time.Hour), Now.Add(time.Hour)}, Records: true}},
+			{Consent: broker.NewConsentID(), AccessQuery: store.AccessQuery{Now: Now}},
+			{Consent: cons[0].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(twice), Records: true}},
+			{Consent: cons[2].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof(used)}},
+			{Consent: cons[1].ID, AccessQuery: store.AccessQuery{Now: at, Proof: proof(twice)}},
+		}
+		update(t, s, func(tx store.Tx) error {
+			acs, errs, err := tx.ReadAccessContexts(ctx, reads)
+			if err != nil {
+				return err
+			}
+			for i, want := range []broker.ConsentID{cons[3].ID, "", cons[0].ID, "", cons[1].ID} {
+				if errs[i] == nil && acs[i].Consent.ID != want {
+					t.Errorf("mixed %v, read %d: consent %q, want %q", mixed, i, acs[i].Consent.ID, want)
+				}
+			}
+			if errs[0] != nil {
+				t.Errorf("mixed %v: a good read failed: %v", mixed, errs[0])
+			}
+			if !errors.Is(errs[1], broker.ErrNotFound) {
+				t.Errorf("mixed %v, unknown consent: %v, want ErrNotFound", mixed, errs[1])
+			}
+			if !errors.Is(errs[3], store.ErrProofReplayed) || !errors.Is(errs[3], broker.ErrConflict) {
+				t.Errorf("mixed %v, replayed proof: %v, want ErrProofReplayed", mixed, errs[3])
+			}
+			// One proof on two reads: one of them is the replay.
+			if a, b := errors.Is(errs[2], store.ErrProofReplayed), errors.Is(errs[4], store.ErrProofReplayed); a == b || errs[2] != nil && !a || errs[4] != nil && !b {
+				t.Errorf("mixed %v, one proof twice: %v, %v; want exactly one ErrProofReplayed", mixed, errs[2], errs[4])
+			}
+			// Each good read is what it would be alone.
+			for i, r := range reads {
+				if errs[i] != nil {
+					continue
+				}
+				q := r.AccessQuery
+				q.Proof = nil
+				alone, err := tx.ReadAccessContext(ctx, r.Consent, q)
+				if err != nil {
+					return err
+				}
+				if diff := cmp.Diff(alone, acs[i]); diff != "" {
+					t.Errorf("mixed %v, read %d with others (-alone +with others):\n%s", mixed, i, diff)
+				}
+			}
+			if diff := cmp.Diff([]int{2, 0}, acs[0].Counts); diff != "" {
+				t.Errorf("mixed %v, counts (-want +got):\n%s", mixed, diff)
+			}
+			if len(acs[0].Records) != 2 {
+				t.Errorf("mixed %v: %d records, want 2", mixed, len(acs[0].Records))
+			}
+			return nil
+		})
+		wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UseDPoPProof(ctx, fresh, Now.Add(time.Minute), Now) }), store.ErrProofReplayed)
+	}
 	err := s.View(ctx, func(tx store.Tx) error {
-		_, _, err := tx.ReadAccessContexts(ctx, reads[:1])
+		_, _, err := tx.ReadAccessContexts(ctx, []store.AccessRead{{Consent: cons[0].ID, AccessQuery: store.AccessQuery{Now: Now, Proof: proof("in-a-view")}}})
 		return err
 	})
 	if err == nil {
