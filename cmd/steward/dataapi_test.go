@@ -435,21 +435,27 @@ func testDataAPIRefusesWithoutAllowNow(t *testing.T, db backendURL) {
 	})
 	t.Run("firm suspended", func(t *testing.T) {
 		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 100), "Contact")
-		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/suspend", nil)
-		req.Header.Set("Authorization", "Bearer "+e.operator)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("suspend: %d", resp.StatusCode)
-		}
+		e.setFirmStatus(t, "suspend")
 		r := e.fetch(t, e.client, id, "", tok.AccessToken)
 		if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
 			t.Fatalf("fetch after suspension: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// setFirmStatus has the operator suspend or approve the firm.
+func (e *dataEnv) setFirmStatus(t *testing.T, action string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/"+action, nil)
+	req.Header.Set("Authorization", "Bearer "+e.operator)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d", action, resp.StatusCode)
+	}
 }
 
 // dataRoutes are every Data API route, for a consent id.
@@ -1086,23 +1092,11 @@ func testDataAPIRememberedToken(t *testing.T, db backendURL) {
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
 		t.Fatalf("fetch: %d %s", r.Status, r.Body)
 	}
-	firmStatus := func(action string) {
-		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/admin/firms/"+string(e.firm.ID)+"/"+action, nil)
-		req.Header.Set("Authorization", "Bearer "+e.operator)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d", action, resp.StatusCode)
-		}
-	}
-	firmStatus("suspend")
+	e.setFirmStatus(t, "suspend")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusUnauthorized {
 		t.Errorf("fetch once the firm is suspended: %d %s, want 401", r.Status, r.Body)
 	}
-	firmStatus("approve")
+	e.setFirmStatus(t, "approve")
 	if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
 		t.Errorf("fetch once the firm is approved again: %d %s, want 200", r.Status, r.Body)
 	}
