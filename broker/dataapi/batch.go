@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -117,8 +118,15 @@ func (c *committer) do(job *fetchJob) {
 	}
 	jobs := b.jobs
 	c.mu.Unlock()
-	c.run(context.WithoutCancel(job.ctx), jobs, decided)
+	// The batch outlives its leader's request (the others wait on it) but
+	// not a database that stopped answering.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(job.ctx), batchTimeout)
+	defer cancel()
+	c.run(ctx, jobs, decided)
 }
+
+// batchTimeout bounds one batch's transactions.
+const batchTimeout = 30 * time.Second
 
 // run commits jobs in rounds that name each consent at most once.
 // decided is called once the first transaction has decided its fetches
