@@ -205,12 +205,26 @@ func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob, decided func())
 				plans[i], errs[i] = a.decide(ctx, j.q, ac, now)
 			}
 		}
+		var writes []store.DisclosureWrite
+		var wrote []int
 		for i := range jobs {
 			if errs[i] != nil {
 				continue
 			}
-			if outs[i], err = a.record(ctx, tx, plans[i], now); err != nil {
+			var w store.DisclosureWrite
+			if outs[i], w, err = a.record(ctx, tx, plans[i], now); err != nil {
 				return err
+			}
+			writes, wrote = append(writes, w), append(wrote, i)
+		}
+		// Every fetch's rows at once: one statement per table.
+		hashes, err := tx.RecordDisclosures(ctx, writes)
+		if err != nil {
+			return err
+		}
+		for k, i := range wrote {
+			if outs[i].refused != nil {
+				outs[i].hash = hashes[k]
 			}
 		}
 		decided() // only the commit is left: the next batch may read

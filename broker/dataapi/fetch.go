@@ -226,37 +226,35 @@ func (a *API) decide(ctx context.Context, q fetchRequest, ac access, now time.Ti
 	return p, err
 }
 
-// record is the second half of a disclosure: it writes what p decided in
-// tx (the decision record; on allow, the disclosure row and its ledger
-// entry, which carries a salted commitment to the data) and returns the
-// answer: a refusal or the response body. The caller writes nothing to
-// the firm until the transaction has committed.
-func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (outcome, error) {
+// record is the second half of a disclosure: what p decided, as the rows
+// to write (the decision record; on allow, the disclosure and its ledger
+// entry, which carries a salted commitment to the data) and the answer to
+// give once they have committed: a refusal or the response body. Only a
+// missing pseudonym is written here (tx.Pseudonym); the caller writes the
+// rows (Tx.RecordDisclosures) and answers nothing until the transaction
+// has committed.
+func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (outcome, store.DisclosureWrite, error) {
 	c := p.ac.Consent
+	w := store.DisclosureWrite{Decision: p.rec}
 	if !p.d.Allowed() {
-		hash, err := tx.InsertDecision(ctx, p.rec)
-		if err != nil {
-			return outcome{}, err
-		}
-		return outcome{refused: &p.d, hash: hash, limited: frequencyHit(c, p.ac.in.Counts)}, nil
+		return outcome{refused: &p.d, limited: frequencyHit(c, p.ac.in.Counts)}, w, nil
 	}
 	psn := p.ac.Pseudonym
 	if psn == "" {
 		var err error
 		if psn, err = tx.Pseudonym(ctx, c.CustomerID, c.FirmID); err != nil {
-			return outcome{}, err
+			return outcome{}, w, err
 		}
 	}
 	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: p.data, Missing: p.missing}
 	if len(p.cats) == 0 {
 		// Nothing leaves Steward, so there is no disclosure to record;
 		// the decision is recorded all the same.
-		_, err := tx.InsertDecision(ctx, p.rec)
-		return outcome{body: body}, err
+		return outcome{body: body}, w, nil
 	}
 	hash, err := p.rec.Hash()
 	if err != nil {
-		return outcome{}, err
+		return outcome{}, w, err
 	}
 	salt := broker.NewSalt()
 	dis := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
@@ -266,17 +264,13 @@ func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (o
 		Categories: p.cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: p.d.TermsHash, Commitment: dis.Commitment}
 	entry, err := e.CanonicalBytes()
 	if err != nil {
-		return outcome{}, err
+		return outcome{}, w, err
 	}
 	rc := a.pending(entry)
 	dis.ReceiptID = rc.LeafHash
-	// The decision, the disclosure and its ledger entry commit with the
-	// rest of the transaction (on PostgreSQL they go with its COMMIT).
-	if _, err := tx.RecordDisclosure(ctx, p.rec, dis, entry); err != nil {
-		return outcome{}, err
-	}
+	w.Disclosure, w.Entry = &dis, entry
 	body.DisclosureID, body.Commitment, body.Salt, body.Receipt = dis.ID, dis.Commitment, salt, rc
-	return outcome{body: body, disclosed: true}, nil
+	return outcome{body: body, disclosed: true}, w, nil
 }
 
 // frequencyHit returns the consent's frequency window when the count in it

@@ -17,7 +17,7 @@
 // transaction.
 //
 // A backend MAY defer writes whose only result is success (InsertDecision,
-// RecordDisclosure, InsertDisclosure, StageLedgerEntry, UseDPoPProof) and
+// RecordDisclosure(s), InsertDisclosure, StageLedgerEntry, UseDPoPProof) and
 // send them with the transaction's next statement or with its commit, to
 // save round trips (store/postgres does, in one pipeline). Their errors
 // then come from that later call or from Update; either way the
@@ -197,6 +197,15 @@ type AccessContext struct {
 	Records []broker.SealedRecord
 }
 
+// DisclosureWrite is what one fetch writes: the decision record it was
+// decided under and, if it disclosed anything, the disclosure and its
+// ledger entry (canonical bytes, as StageLedgerEntry takes).
+type DisclosureWrite struct {
+	Decision   broker.DecisionRecord
+	Disclosure *broker.Disclosure
+	Entry      []byte
+}
+
 // AccessQuery is what ReadAccessContext reads besides the access context
 // itself, in the same round trip where the backend pipelines.
 type AccessQuery struct {
@@ -317,6 +326,10 @@ type Tx interface {
 	// InsertDecision, InsertDisclosure and StageLedgerEntry in one call,
 	// which a backend may send in one round trip.
 	RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error)
+	// RecordDisclosures is InsertDecision and RecordDisclosure for many
+	// fetches at once (one statement per table where the backend can);
+	// it returns each decision record's hash.
+	RecordDisclosures(ctx context.Context, ws []DisclosureWrite) ([]string, error)
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
 	// CountDisclosuresSince counts the consent's disclosures in several
 	// windows at once: out[i] counts those at or after since[i].

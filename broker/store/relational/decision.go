@@ -9,60 +9,94 @@ import (
 	"github.com/stewardhq/steward/broker/store"
 )
 
-const insertDecisionSQL = `INSERT INTO decision_records (hash, kind, customer_id, firm_id, consent_id, effect, raw, decided_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hash) DO NOTHING`
+// The insert statements of a decision record, a disclosure and a staged
+// ledger entry, to which rows(n, columns) adds n rows' placeholders.
+const (
+	insertDecisionSQL   = `INSERT INTO decision_records (hash, kind, customer_id, firm_id, consent_id, effect, raw, decided_at) VALUES `
+	onDecisionConflict  = ` ON CONFLICT (hash) DO NOTHING`
+	decisionColumns     = 8
+	insertDisclosureSQL = `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt) VALUES `
+	disclosureColumns   = 11
+	insertStagedSQL     = `INSERT INTO ledger_staged (entry) VALUES `
+)
 
 func (tx *Tx) InsertDecision(ctx context.Context, r broker.DecisionRecord) (string, error) {
-	hash, st, err := tx.decisionStmt(r)
+	hashes, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: r}})
 	if err != nil {
 		return "", err
 	}
-	if err := tx.deferExec(ctx, st, "insert decision "+hash, nil); err != nil {
-		return "", err
-	}
-	return hash, nil
+	return hashes[0], nil
 }
 
-// decisionStmt is the statement that stores r, and r's hash.
-func (tx *Tx) decisionStmt(r broker.DecisionRecord) (string, Stmt, error) {
+// decisionArgs are the column values that store r, and r's hash.
+func (tx *Tx) decisionArgs(r broker.DecisionRecord) (string, []any, error) {
 	raw, err := r.Canonical()
 	if err != nil {
-		return "", Stmt{}, err
+		return "", nil, err
 	}
 	hash := broker.HashDocument(raw)
-	return hash, Stmt{insertDecisionSQL, []any{hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
-		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}}, nil
+	return hash, []any{hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
+		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}, nil
 }
 
 // RecordDisclosure stores the allow decision a disclosure was made under,
 // the disclosure and its ledger entry; where the backend pipelines, they
 // go to the database with the commit.
 func (tx *Tx) RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error) {
-	if err := tx.mustWrite("record disclosure"); err != nil {
-		return "", err
-	}
-	hash, dec, err := tx.decisionStmt(r)
+	hashes, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: r, Disclosure: &d, Entry: entry}})
 	if err != nil {
 		return "", err
 	}
-	dis, err := disclosureStmt(tx, d)
-	if err != nil {
-		return "", err
+	return hashes[0], nil
+}
+
+// RecordDisclosures writes every decision record in one statement, every
+// disclosure in another and every ledger entry in a third; where the
+// backend pipelines, they go to the database with the commit.
+func (tx *Tx) RecordDisclosures(ctx context.Context, ws []store.DisclosureWrite) ([]string, error) {
+	if err := tx.mustWrite("record disclosures"); err != nil {
+		return nil, err
 	}
-	if _, err := broker.ParseEntry(entry); err != nil {
-		return "", fmt.Errorf("record disclosure %s: %w", d.ID, err)
+	hashes := make([]string, len(ws))
+	var decisions, disclosures, entries []any
+	for i, w := range ws {
+		hash, args, err := tx.decisionArgs(w.Decision)
+		if err != nil {
+			return nil, err
+		}
+		hashes[i], decisions = hash, append(decisions, args...)
+		if w.Disclosure == nil {
+			if w.Entry != nil {
+				return nil, fmt.Errorf("record disclosures: %w: a ledger entry without its disclosure", broker.ErrInvalid)
+			}
+			continue
+		}
+		args, err = disclosureArgs(tx, *w.Disclosure)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := broker.ParseEntry(w.Entry); err != nil {
+			return nil, fmt.Errorf("record disclosure %s: %w", w.Disclosure.ID, err)
+		}
+		if err := checkEntrySize(w.Entry); err != nil {
+			return nil, err
+		}
+		disclosures, entries = append(disclosures, args...), append(entries, w.Entry)
 	}
-	stage, err := stageStmt(entry)
-	if err != nil {
-		return "", err
-	}
-	what := "record disclosure " + string(d.ID)
-	for _, st := range []Stmt{dec, dis, stage} {
+	what := fmt.Sprintf("record %d decisions and %d disclosures", len(ws), len(entries))
+	for _, st := range []Stmt{
+		{insertDecisionSQL + placeholders(1, len(ws), decisionColumns) + onDecisionConflict, decisions},
+		{insertDisclosureSQL + placeholders(1, len(entries), disclosureColumns), disclosures},
+		{insertStagedSQL + placeholders(1, len(entries), 1), entries},
+	} {
+		if len(st.Args) == 0 {
+			continue
+		}
 		if err := tx.deferExec(ctx, st, what, nil); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return hash, nil
+	return hashes, nil
 }
 
 func decodeDecision(raw string) (broker.DecisionRecord, error) {

@@ -28,19 +28,18 @@ func (tx *Tx) StageLedgerEntry(ctx context.Context, entry []byte) error {
 // stage queues entry bytes as they are: the ledger.Storage contract is
 // format-agnostic.
 func (tx *Tx) stage(ctx context.Context, entry []byte) error {
-	st, err := stageStmt(entry)
-	if err != nil {
+	if err := checkEntrySize(entry); err != nil {
 		return err
 	}
-	return tx.deferExec(ctx, st, "stage ledger entry", nil)
+	return tx.deferExec(ctx, Stmt{insertStagedSQL + placeholders(1, 1, 1), []any{entry}}, "stage ledger entry", nil)
 }
 
-// stageStmt is the statement that stages entry.
-func stageStmt(entry []byte) (Stmt, error) {
+// checkEntrySize refuses an entry no ledger would take.
+func checkEntrySize(entry []byte) error {
 	if len(entry) == 0 || len(entry) > broker.MaxEntryBytes {
-		return Stmt{}, fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
+		return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
 	}
-	return Stmt{`INSERT INTO ledger_staged (entry) VALUES ($1)`, []any{entry}}, nil
+	return nil
 }
 
 // Ledger implements ledger.Storage over a backend's transactions.
@@ -56,13 +55,13 @@ type Ledger struct {
 func (l *Ledger) Stage(ctx context.Context, entries ...[]byte) error {
 	args := make([]any, len(entries))
 	for i, e := range entries {
-		if len(e) == 0 || len(e) > broker.MaxEntryBytes {
-			return fmt.Errorf("stage ledger entry: %w: entries are 1 to %d bytes", broker.ErrInvalid, broker.MaxEntryBytes)
+		if err := checkEntrySize(e); err != nil {
+			return err
 		}
 		args[i] = e
 	}
 	return l.Update(ctx, func(tx *Tx) error {
-		if err := tx.insertRows(ctx, `INSERT INTO ledger_staged (entry) VALUES `, 1, args); err != nil {
+		if err := tx.insertRows(ctx, insertStagedSQL, 1, args); err != nil {
 			return fmt.Errorf("stage %d ledger entries: %w", len(entries), err)
 		}
 		return nil

@@ -181,18 +181,18 @@ func (tx *Tx) ListTerms(ctx context.Context, customer broker.CustomerID) ([]brok
 }
 
 func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
-	st, err := disclosureStmt(tx, d)
+	args, err := disclosureArgs(tx, d)
 	if err != nil {
 		return err
 	}
-	return tx.deferExec(ctx, st, "insert disclosure "+string(d.ID), nil)
+	return tx.deferExec(ctx, Stmt{insertDisclosureSQL + placeholders(1, 1, disclosureColumns), args}, "insert disclosure "+string(d.ID), nil)
 }
 
-// disclosureStmt is the statement that stores d.
-func disclosureStmt(tx *Tx, d broker.Disclosure) (Stmt, error) {
+// disclosureArgs are the column values that store d.
+func disclosureArgs(tx *Tx, d broker.Disclosure) ([]any, error) {
 	cats, err := jsonText(d.Categories)
 	if err != nil {
-		return Stmt{}, err
+		return nil, err
 	}
 	fields := d.Fields
 	if fields == nil {
@@ -200,11 +200,9 @@ func disclosureStmt(tx *Tx, d broker.Disclosure) (Stmt, error) {
 	}
 	fj, err := jsonText(fields)
 	if err != nil {
-		return Stmt{}, err
+		return nil, err
 	}
-	return Stmt{`INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, []any{d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID,
-		d.Purpose, d.Commitment, d.Salt}}, nil
+	return []any{d.ID, d.ConsentID, d.FirmID, d.CustomerID, cats, fj, tx.t(d.At), d.ReceiptID, d.Purpose, d.Commitment, d.Salt}, nil
 }
 
 func (tx *Tx) ListDisclosures(ctx context.Context, customer broker.CustomerID, p store.Page) ([]broker.Disclosure, error) {

@@ -997,6 +997,49 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+
+	// Many fetches' writes at once: a refusal (its decision only), two
+	// disclosures, and the same decision twice (stored once).
+	refusal := broker.NewDecisionRecord(c.ID, f.ID, con.ID, broker.DataRequest{Scope: RequestScope()},
+		broker.Decision{Kind: broker.DecisionAccess, Effect: broker.EffectDeny, PolicyHash: "sha256:" + strings.Repeat("cd", 32), DecidedAt: Now})
+	var writes []store.DisclosureWrite
+	for range 2 {
+		d := d
+		d.ID = broker.NewDisclosureID()
+		e, err := broker.Entry{Type: broker.EntryDisclosure, Time: Now, Firm: f.ID, Customer: broker.NewPseudonym(), Consent: con.ID,
+			Disclosure: d.ID, Categories: []string{"Contact"}, Purpose: "Marketing", DecisionHash: want, Commitment: d.Commitment}.CanonicalBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, store.DisclosureWrite{Decision: rec, Disclosure: &d, Entry: e})
+	}
+	writes = append(writes, store.DisclosureWrite{Decision: refusal})
+	// A malformed entry among them stores nothing at all, nor does an
+	// entry without its disclosure.
+	for _, bad := range []store.DisclosureWrite{{Decision: rec, Disclosure: writes[0].Disclosure, Entry: []byte(`{}`)}, {Decision: rec, Entry: writes[0].Entry}} {
+		wantErr(t, s.Update(ctx, func(tx store.Tx) error {
+			_, err := tx.RecordDisclosures(ctx, append(slices.Clone(writes), bad))
+			return err
+		}), broker.ErrInvalid)
+	}
+	var hashes []string
+	update(t, s, func(tx store.Tx) (err error) {
+		hashes, err = tx.RecordDisclosures(ctx, writes)
+		return err
+	})
+	refused, _ := refusal.Hash()
+	if diff := cmp.Diff([]string{want, want, refused}, hashes); diff != "" {
+		t.Errorf("RecordDisclosures hashes (-want +got):\n%s", diff)
+	}
+	view(t, s, func(tx store.Tx) error {
+		if ds, err := tx.ListDisclosures(ctx, c.ID, store.Page{}); err != nil || len(ds) != 3 {
+			t.Errorf("disclosures after RecordDisclosures: %d, %v; want 3", len(ds), err)
+		}
+		if _, err := tx.GetDecision(ctx, refused); err != nil {
+			t.Errorf("refusal after RecordDisclosures: %v", err)
+		}
+		return nil
+	})
 }
 
 // testDPoPProofs: a proof is used once until it expires, and a replay
