@@ -182,7 +182,7 @@ func (a *API) discloseAll(ctx context.Context, jobs []*fetchJob, decided func())
 	guesses := make([][]broker.Duration, len(jobs))
 	reads := make([]store.AccessRead, len(jobs))
 	for i, j := range jobs {
-		guesses[i] = a.windows.get(j.id)
+		guesses[i], _ = a.windows.get(j.id)
 		reads[i] = store.AccessRead{Consent: j.id, AccessQuery: store.AccessQuery{Now: now, Token: j.tok.Signature,
 			Proof: &store.ProofUse{Key: j.tok.proof.key, Expires: j.tok.proof.exp}, Since: since(guesses[i], now), Records: true}}
 	}

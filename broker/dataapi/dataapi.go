@@ -162,12 +162,12 @@ type API struct {
 	router chi.Router
 	// dpop is cfg.DPoP recording proofs in the request's transaction.
 	dpop *dpop.Validator
-	// windows guesses each consent's frequency windows (see windowGuess).
-	windows windowGuess
+	// windows guesses each consent's frequency windows (see access).
+	windows *memo[broker.ConsentID, []broker.Duration]
 	// disclosures group-commits fetches (see committer).
 	disclosures *committer
-	// tokens remembers introspected tokens for fetches (see tokenMemo).
-	tokens tokenMemo
+	// tokens remembers introspected tokens for fetches (see maxTokenMemo).
+	tokens *memo[[sha256.Size]byte, Token]
 }
 
 // New builds the Data API. Mount its Handler at the server's root: its
@@ -195,7 +195,8 @@ func New(cfg Config) (*API, error) {
 	if cfg.Batches <= 0 {
 		cfg.Batches = DefaultBatches
 	}
-	a := &API{cfg: cfg, dpop: cfg.DPoP.WithReplay(txReplay{})}
+	a := &API{cfg: cfg, dpop: cfg.DPoP.WithReplay(txReplay{}),
+		windows: newMemo[broker.ConsentID, []broker.Duration](maxWindowGuesses), tokens: newMemo[[sha256.Size]byte, Token](maxTokenMemo)}
 	var err error
 	if a.disclosures, err = newCommitter(a, cfg.MaxBatch, cfg.Batches, cfg.Metrics); err != nil {
 		return nil, err
@@ -233,7 +234,7 @@ func (a *API) withToken(h func(http.ResponseWriter, *http.Request, Token)) http.
 
 // withLiveToken is withToken for a handler whose transaction checks that
 // the token is still live (store.AccessQuery.Token): what introspection
-// said of a token is remembered (tokenMemo), so only the first request
+// said of a token is remembered (API.tokens), so only the first request
 // with a token introspects it.
 func (a *API) withLiveToken(h func(http.ResponseWriter, *http.Request, Token)) http.HandlerFunc {
 	return a.authenticated(true, h)
@@ -257,7 +258,7 @@ func (a *API) authenticate(r *http.Request, memo bool) (Token, error) {
 	}
 	tok, seen := Token{}, false
 	if memo {
-		tok, seen = a.tokens.get(raw)
+		tok, seen = a.tokens.get(tokenKey(raw))
 	}
 	if !seen {
 		tok, err = a.cfg.Introspect(r.Context(), raw)
@@ -274,7 +275,7 @@ func (a *API) authenticate(r *http.Request, memo bool) (Token, error) {
 			if tok.Signature == "" {
 				return Token{}, errors.New("dataapi: introspection gave no token signature to check")
 			}
-			a.tokens.put(raw, tok)
+			a.tokens.put(tokenKey(raw), tok)
 		}
 	}
 	slot := &proofSlot{}
@@ -292,47 +293,47 @@ func (a *API) authenticate(r *http.Request, memo bool) (Token, error) {
 // errInactive answers a token that is not (or no longer) live.
 var errInactive = dpop.ErrInvalidToken.WithHint("The access token is not active.")
 
-// tokenMemo remembers, by the SHA-256 of the token, what introspection
-// said of tokens already seen: their client, firm, consent, scopes, DPoP
-// key and stored key, none of which ever changes for a token. What can
-// change (the token revoked or expired, its client disabled, its firm
-// suspended) is checked in each fetch's own transaction, under the
-// consent's lock, so a remembered token is never trusted beyond what the
-// database says at that moment. Only a token introspection accepted (its
-// HMAC checked) is remembered. It forgets everything when full.
-type tokenMemo struct {
-	mu sync.Mutex
-	m  map[[sha256.Size]byte]Token
+// The tokens memo (API.tokens) remembers, by the SHA-256 of the token,
+// what introspection said of tokens already seen: their client, firm,
+// consent, scopes, DPoP key and stored key, none of which ever changes for
+// a token. What can change (the token revoked or expired, its client
+// disabled, its firm suspended) is checked in each fetch's own
+// transaction, under the consent's lock, so a remembered token is never
+// trusted beyond what the database says at that moment. Only a token
+// introspection accepted (its HMAC checked) is remembered.
+const maxTokenMemo = 50_000 // a few hundred bytes each
+
+func tokenKey(raw string) [sha256.Size]byte { return sha256.Sum256([]byte(raw)) }
+
+// memo is a map that forgets everything when it reaches limit entries.
+type memo[K comparable, V any] struct {
+	mu    sync.Mutex
+	m     map[K]V
+	limit int
 }
 
-// maxTokenMemo bounds tokenMemo (a few hundred bytes each).
-const maxTokenMemo = 50_000
+func newMemo[K comparable, V any](limit int) *memo[K, V] { return &memo[K, V]{limit: limit} }
 
-func (t *tokenMemo) get(raw string) (Token, bool) {
-	k := sha256.Sum256([]byte(raw))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tok, ok := t.m[k]
-	return tok, ok
+func (c *memo[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
 }
 
-func (t *tokenMemo) put(raw string, tok Token) {
-	k := sha256.Sum256([]byte(raw))
-	tok.proof, tok.raw = nil, ""
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= maxTokenMemo {
-		t.m = make(map[[sha256.Size]byte]Token)
+func (c *memo[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= c.limit {
+		c.m = make(map[K]V)
 	}
-	t.m[k] = tok
+	c.m[k] = v
 }
 
-// forget drops a token the database says is no longer live.
-func (t *tokenMemo) forget(raw string) {
-	k := sha256.Sum256([]byte(raw))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, k)
+func (c *memo[K, V]) forget(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
 }
 
 // update runs fn in a read-write transaction that first records the
@@ -425,7 +426,7 @@ func (a *API) accessContext(ctx context.Context, tx store.Tx, r *http.Request, t
 	if err != nil {
 		return access{}, err
 	}
-	guess := a.windows.get(id)
+	guess, _ := a.windows.get(id)
 	ac, err := tx.ReadAccessContext(ctx, id, store.AccessQuery{Since: since(guess, now)})
 	if err != nil {
 		return access{}, err
@@ -480,33 +481,12 @@ func since(windows []broker.Duration, now time.Time) []time.Time {
 	return out
 }
 
-// windowGuess remembers each consent's frequency windows from its last
-// request, so that the next one can count its disclosures in them in the
-// same round trip that reads and locks the consent. It is only a guess:
-// the windows are worked out again from what that read returns, and
-// counted again if they differ. It forgets everything when full.
-type windowGuess struct {
-	mu sync.Mutex
-	m  map[broker.ConsentID][]broker.Duration
-}
-
-// maxWindowGuesses bounds windowGuess (about 100 bytes each).
-const maxWindowGuesses = 100_000
-
-func (g *windowGuess) get(id broker.ConsentID) []broker.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.m[id]
-}
-
-func (g *windowGuess) put(id broker.ConsentID, windows []broker.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.m == nil || len(g.m) >= maxWindowGuesses {
-		g.m = make(map[broker.ConsentID][]broker.Duration)
-	}
-	g.m[id] = windows
-}
+// The windows memo (API.windows) remembers each consent's frequency
+// windows from its last request, so that the next one can count its
+// disclosures in them in the same round trip that reads and locks the
+// consent. It is only a guess: access works the windows out again from
+// what that read returns, and counts again if they differ.
+const maxWindowGuesses = 100_000 // about 100 bytes each
 
 func hasScope(t Token, s string) bool {
 	for _, g := range t.Scopes {

@@ -169,7 +169,7 @@ func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 	out, err := job.out, job.err
 	switch {
 	case errors.Is(err, store.ErrTokenInactive):
-		a.tokens.forget(tok.raw)
+		a.tokens.forget(tokenKey(tok.raw))
 		a.refuseToken(w, r, errInactive)
 		return
 	case errors.Is(err, store.ErrProofReplayed):
