@@ -11,12 +11,13 @@
 //     (its plan) is fixed by inputs that never change.
 //  2. No disclosure without its ledger entry committed first: the
 //     decision record, the disclosure row and its ledger entry are written
-//     in that same transaction (Tx.RecordDisclosure), and the response
+//     in that same transaction (Tx.RecordDisclosures), and the response
 //     body is written only after it commits.
 //
 // Every request presents a DPoP-bound access token (RFC 9449): the token
-// is introspected in-process, and the DPoP proof must be signed by the key
-// the token is bound to. A token without its key, a Bearer token, an
+// is introspected in-process (a fetch remembers what introspection said
+// and checks in its own transaction that the token is still live), and
+// the DPoP proof must be signed by the key the token is bound to. A token without its key, a Bearer token, an
 // inactive token, another firm's consent or a consent the token was not
 // issued for are all refused, and the refusal is logged. Each proof is
 // recorded in the request's transaction, so a replayed one is refused.

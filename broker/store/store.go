@@ -17,7 +17,7 @@
 // transaction.
 //
 // A backend MAY defer writes whose only result is success (InsertDecision,
-// RecordDisclosure(s), InsertDisclosure, StageLedgerEntry, UseDPoPProof) and
+// RecordDisclosures, InsertDisclosure, StageLedgerEntry, UseDPoPProof) and
 // send them with the transaction's next statement or with its commit, to
 // save round trips (store/postgres does, in one pipeline). Their errors
 // then come from that later call or from Update; either way the
@@ -320,15 +320,11 @@ type Tx interface {
 	RevokeConsentTokens(ctx context.Context, id broker.ConsentID) (int64, error)
 
 	InsertDisclosure(ctx context.Context, d broker.Disclosure) error
-	// RecordDisclosure stores the decision record a disclosure was made
-	// under, the disclosure and its ledger entry (canonical bytes, as
-	// StageLedgerEntry takes) together, and returns the decision's hash:
-	// InsertDecision, InsertDisclosure and StageLedgerEntry in one call,
-	// which a backend may send in one round trip.
-	RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error)
-	// RecordDisclosures is InsertDecision and RecordDisclosure for many
-	// fetches at once (one statement per table where the backend can);
-	// it returns each decision record's hash.
+	// RecordDisclosures stores what fetches wrote, together: each decision
+	// record, and each disclosure with its ledger entry (canonical bytes,
+	// as StageLedgerEntry takes), one statement per table where the
+	// backend can. It returns each decision record's hash. A malformed
+	// entry, or an entry without its disclosure, stores nothing.
 	RecordDisclosures(ctx context.Context, ws []DisclosureWrite) ([]string, error)
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
 	// CountDisclosuresSince counts the consent's disclosures in several

@@ -39,17 +39,6 @@ func (tx *Tx) decisionArgs(r broker.DecisionRecord) (string, []any, error) {
 		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}, nil
 }
 
-// RecordDisclosure stores the allow decision a disclosure was made under,
-// the disclosure and its ledger entry; where the backend pipelines, they
-// go to the database with the commit.
-func (tx *Tx) RecordDisclosure(ctx context.Context, r broker.DecisionRecord, d broker.Disclosure, entry []byte) (string, error) {
-	hashes, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: r, Disclosure: &d, Entry: entry}})
-	if err != nil {
-		return "", err
-	}
-	return hashes[0], nil
-}
-
 // RecordDisclosures writes every decision record in one statement, every
 // disclosure in another and every ledger entry in a third; where the
 // backend pipelines, they go to the database with the commit.

@@ -961,14 +961,14 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 	}
 	// A malformed entry stores nothing at all.
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.RecordDisclosure(ctx, rec, d, []byte(`{"type":"disclosure"}`))
+		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &d, Entry: []byte(`{"type":"disclosure"}`)}})
 		return err
 	}), broker.ErrInvalid)
 	// A disclosure under an unknown consent fails as a whole too.
 	bad := d
 	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.RecordDisclosure(ctx, rec, bad, entry)
+		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &bad, Entry: entry}})
 		return err
 	}), broker.ErrNotFound)
 	view(t, s, func(tx store.Tx) error {
@@ -981,8 +981,8 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		return nil
 	})
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.RecordDisclosure(ctx, rec, d, entry)
-		if err == nil && got != want {
+		got, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &d, Entry: entry}})
+		if err == nil && got[0] != want {
 			t.Errorf("RecordDisclosure hash %s, want %s", got, want)
 		}
 		return err
