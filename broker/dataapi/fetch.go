@@ -246,6 +246,12 @@ func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (o
 			return outcome{}, w, err
 		}
 	}
+	// The consent's disclosures are recorded in time order (see
+	// store.AccessContext.LastDisclosure): a clock behind the one that
+	// dated the last disclosure dates this one with it.
+	if last := p.ac.LastDisclosure; last.After(now) {
+		now = last
+	}
 	body := Disclosed{ConsentID: c.ID, Customer: psn, Purpose: c.Granted.Purpose, At: now, Data: p.data, Missing: p.missing}
 	if len(p.cats) == 0 {
 		// Nothing leaves Steward, so there is no disclosure to record;

@@ -192,6 +192,12 @@ type AccessContext struct {
 	// Counts are the consent's disclosures at or after each of
 	// AccessQuery.Since, as CountDisclosuresSince counts them.
 	Counts []int
+	// LastDisclosure is when the consent's latest disclosure was made
+	// (zero if none). The frequency counts rely on a consent's
+	// disclosures being recorded in time order, so a disclosure recorded
+	// under this read MUST NOT be dated before it (a clock that stepped
+	// back, another replica's clock).
+	LastDisclosure time.Time
 	// Records are the customer's sealed vault records, by category, when
 	// AccessQuery.Records asked for them.
 	Records []broker.SealedRecord

@@ -221,6 +221,7 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 	acs, errs := make([]store.AccessContext, len(reads)), make([]error, len(reads))
 	// found: the consent exists; live: the token is; fresh: the proof is.
 	found, live, fresh := make([]bool, len(reads)), make([]bool, len(reads)), make([]bool, len(reads))
+	windows := make([]windowCounts, len(reads))
 	for _, i := range order {
 		r := reads[i]
 		if r.Token != "" {
@@ -233,11 +234,9 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 		}
 		queries = append(queries, Stmt{accessContextSQL + lock, []any{r.Consent}})
 		parts = append(parts, part{i, partContext})
-		if len(r.Since) > 0 {
-			queries = append(queries, countSinceStmt(tx, r.Consent, r.Since))
-			parts = append(parts, part{i, partCounts})
-			acs[i].Counts = make([]int, len(r.Since))
-		}
+		queries = append(queries, countSinceStmt(tx, r.Consent, r.Since))
+		parts = append(parts, part{i, partCounts})
+		windows[i].firsts = make([]int64, len(r.Since))
 		if r.Records {
 			queries = append(queries, Stmt{consentRecordsSQL, []any{r.Consent}})
 			parts = append(parts, part{i, partRecords})
@@ -263,9 +262,9 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 			return nil
 		case partCounts:
 			if !rows.Next() {
-				return nil
+				return nil // no disclosure yet
 			}
-			return scanCounts(newScanner(tx.D), a.Counts).from(rows)
+			return windows[i].scan(newScanner(tx.D)).from(rows)
 		}
 		if !rows.Next() {
 			return nil // no such consent
@@ -299,6 +298,10 @@ func (tx *Tx) ReadAccessContexts(ctx context.Context, reads []store.AccessRead) 
 			errs[i] = fmt.Errorf("access context of %s: %w", r.Consent, errs[i])
 			acs[i] = store.AccessContext{}
 		default:
+			acs[i].LastDisclosure = windows[i].lastAt
+			if len(r.Since) > 0 {
+				acs[i].Counts = windows[i].counts()
+			}
 			if a.Terms.Version == 0 {
 				acs[i].Terms = broker.TermsVersion{}
 			}
@@ -322,38 +325,63 @@ WHERE r.kind = 'access' AND r.signature = $1 AND r.active AND r.expires_at > $2
 const consentRecordsSQL = `SELECT ` + recordColumns + ` FROM records
 WHERE customer_id = (SELECT customer_id FROM consents WHERE id = $1) ORDER BY category`
 
-// countSinceStmt counts a consent's disclosures at or after each of since
-// in one row (see scanCounts).
+// countSinceStmt reads a consent's last disclosure and, for each of
+// since, the first disclosure at or after it (see windowCounts). Each is
+// one probe of the index on (consent_id, at, seq), however many
+// disclosures the consent has.
 func countSinceStmt(tx *Tx, consent broker.ConsentID, since []time.Time) Stmt {
 	var b strings.Builder
 	args := []any{consent}
-	b.WriteString("SELECT ")
-	for i, t := range since {
-		if i > 0 {
-			b.WriteString(", ")
-		}
+	b.WriteString("SELECT l.seq, l.at")
+	for _, t := range since {
 		args = append(args, tx.t(t))
-		fmt.Fprintf(&b, "COUNT(*) FILTER (WHERE at >= $%d)", len(args))
+		fmt.Fprintf(&b, ", COALESCE((SELECT f.seq FROM disclosures f WHERE f.consent_id = $1 AND f.at >= $%d ORDER BY f.at, f.seq LIMIT 1), 0)", len(args))
 	}
-	b.WriteString(" FROM disclosures WHERE consent_id = $1")
+	b.WriteString(" FROM (SELECT seq, at FROM disclosures WHERE consent_id = $1 ORDER BY at DESC, seq DESC LIMIT 1) l")
 	return Stmt{b.String(), args}
 }
 
-func scanCounts(s *scanner, out []int) *scanner {
-	for i := range out {
-		s = s.num(&out[i])
+// windowCounts is what countSinceStmt reads: the seq and time of the
+// consent's last disclosure and the seq of the first in each window (0
+// when the window holds none). Seqs number a consent's disclosures in
+// (at, seq) order, so a window holds last-first+1 of them.
+type windowCounts struct {
+	last   int64
+	lastAt time.Time
+	firsts []int64
+}
+
+func (w *windowCounts) scan(s *scanner) *scanner {
+	s = s.num64(&w.last).time(&w.lastAt)
+	for i := range w.firsts {
+		s = s.num64(&w.firsts[i])
 	}
 	return s
+}
+
+// counts are the disclosures in each window.
+func (w *windowCounts) counts() []int {
+	out := make([]int, len(w.firsts))
+	for i, f := range w.firsts {
+		if f > 0 {
+			out[i] = int(w.last - f + 1)
+		}
+	}
+	return out
 }
 
 func (tx *Tx) CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error) {
 	if len(since) == 0 {
 		return nil, nil
 	}
-	out := make([]int, len(since))
+	w := windowCounts{firsts: make([]int64, len(since))}
 	st := countSinceStmt(tx, consent, since)
-	if err := scanCounts(newScanner(tx.D), out).from(tx.Q.QueryRow(ctx, st.SQL, st.Args...)); err != nil {
+	err := w.scan(newScanner(tx.D)).from(tx.Q.QueryRow(ctx, st.SQL, st.Args...))
+	if errors.Is(err, broker.ErrNotFound) {
+		return make([]int, len(since)), nil // no disclosure yet
+	}
+	if err != nil {
 		return nil, fmt.Errorf("count disclosures of %s: %w", consent, err)
 	}
-	return out, nil
+	return w.counts(), nil
 }

@@ -4,18 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/stewardhq/steward/broker"
 	"github.com/stewardhq/steward/broker/store"
 )
 
 // The insert statements of a decision record, a disclosure and a staged
-// ledger entry, to which rows(n, columns) adds n rows' placeholders.
+// ledger entry, to which placeholders (disclosureRows for disclosures)
+// adds the rows.
 const (
 	insertDecisionSQL   = `INSERT INTO decision_records (hash, kind, customer_id, firm_id, consent_id, effect, raw, decided_at) VALUES `
 	onDecisionConflict  = ` ON CONFLICT (hash) DO NOTHING`
 	decisionColumns     = 8
-	insertDisclosureSQL = `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt) VALUES `
+	insertDisclosureSQL = `INSERT INTO disclosures (id, consent_id, firm_id, customer_id, categories, fields, at, receipt_id, purpose, commitment, salt, seq) VALUES `
 	disclosureColumns   = 11
 	insertStagedSQL     = `INSERT INTO ledger_staged (entry) VALUES `
 )
@@ -48,6 +50,8 @@ func (tx *Tx) RecordDisclosures(ctx context.Context, ws []store.DisclosureWrite)
 	}
 	hashes := make([]string, len(ws))
 	var decisions, disclosures, entries []any
+	// nth numbers each disclosure among its consent's in ws.
+	seen, nth := make(map[broker.ConsentID]int, len(ws)), []int(nil)
 	for i, w := range ws {
 		hash, args, err := tx.decisionArgs(w.Decision)
 		if err != nil {
@@ -60,6 +64,8 @@ func (tx *Tx) RecordDisclosures(ctx context.Context, ws []store.DisclosureWrite)
 			}
 			continue
 		}
+		seen[w.Disclosure.ConsentID]++
+		nth = append(nth, seen[w.Disclosure.ConsentID])
 		args, err = disclosureArgs(tx, *w.Disclosure)
 		if err != nil {
 			return nil, err
@@ -75,7 +81,7 @@ func (tx *Tx) RecordDisclosures(ctx context.Context, ws []store.DisclosureWrite)
 	what := fmt.Sprintf("record %d decisions and %d disclosures", len(ws), len(entries))
 	for _, st := range []Stmt{
 		{insertDecisionSQL + placeholders(1, len(ws), decisionColumns) + onDecisionConflict, decisions},
-		{insertDisclosureSQL + placeholders(1, len(entries), disclosureColumns), disclosures},
+		{insertDisclosureSQL + disclosureRows(nth), disclosures},
 		{insertStagedSQL + placeholders(1, len(entries), 1), entries},
 	} {
 		if len(st.Args) == 0 {
@@ -86,6 +92,29 @@ func (tx *Tx) RecordDisclosures(ctx context.Context, ws []store.DisclosureWrite)
 		}
 	}
 	return hashes, nil
+}
+
+// disclosureRows is the VALUES of disclosures (disclosureColumns
+// arguments each): the row of a consent's nth[r]-th disclosure in the
+// statement is numbered nth[r] after the consent's last disclosure
+// stored, the one latest in (at, seq) order. A consent's disclosures are
+// recorded in time order under its row lock (see
+// store.AccessContext.LastDisclosure), so seq counts them in order and a
+// window's count is a difference of two seqs (countSinceStmt).
+func disclosureRows(nth []int) string {
+	var b strings.Builder
+	for r, n := range nth {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		first := 1 + r*disclosureColumns
+		b.WriteByte('(')
+		for c := range disclosureColumns {
+			fmt.Fprintf(&b, "$%d, ", first+c)
+		}
+		fmt.Fprintf(&b, "COALESCE((SELECT d.seq FROM disclosures d WHERE d.consent_id = $%d ORDER BY d.at DESC, d.seq DESC LIMIT 1), 0) + %d)", first+1, n)
+	}
+	return b.String()
 }
 
 func decodeDecision(raw string) (broker.DecisionRecord, error) {

@@ -185,7 +185,7 @@ func (tx *Tx) InsertDisclosure(ctx context.Context, d broker.Disclosure) error {
 	if err != nil {
 		return err
 	}
-	return tx.deferExec(ctx, Stmt{insertDisclosureSQL + placeholders(1, 1, disclosureColumns), args}, "insert disclosure "+string(d.ID), nil)
+	return tx.deferExec(ctx, Stmt{insertDisclosureSQL + disclosureRows([]int{1}), args}, "insert disclosure "+string(d.ID), nil)
 }
 
 // disclosureArgs are the column values that store d.

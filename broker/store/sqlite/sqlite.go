@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"net/url"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -188,7 +189,10 @@ func (s *Store) Close() {
 
 // Migrate applies pending migrations and seeds the taxonomy, returning the
 // versions applied (none when the schema is current).
-func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+func (s *Store) Migrate(ctx context.Context) ([]int, error) { return s.migrateTo(ctx, 0) }
+
+// migrateTo applies the migrations up to version last (all when 0).
+func (s *Store) migrateTo(ctx context.Context, last int) ([]int, error) {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
@@ -196,6 +200,9 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	ms, err := relational.LoadMigrations(sub)
 	if err != nil {
 		return nil, err
+	}
+	if last > 0 {
+		ms = slices.DeleteFunc(ms, func(m relational.Migration) bool { return m.Version > last })
 	}
 	var done []int
 	err = s.update(ctx, func(tx *relational.Tx, stx *sql.Tx) error {

@@ -1035,6 +1035,10 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		if ds, err := tx.ListDisclosures(ctx, c.ID, store.Page{}); err != nil || len(ds) != 3 {
 			t.Errorf("disclosures after RecordDisclosures: %d, %v; want 3", len(ds), err)
 		}
+		// Numbered in turn, the two of one statement included.
+		if n, err := tx.CountDisclosuresSince(ctx, con.ID, []time.Time{Now.Add(-time.Hour), Now}); err != nil || !slices.Equal(n, []int{3, 3}) {
+			t.Errorf("CountDisclosuresSince after RecordDisclosures = %v, %v; want [3 3]", n, err)
+		}
 		if _, err := tx.GetDecision(ctx, refused); err != nil {
 			t.Errorf("refusal after RecordDisclosures: %v", err)
 		}
@@ -1312,24 +1316,30 @@ func testAccessContext(t *testing.T, s store.Store) {
 				return err
 			}
 		}
-		for i := range 3 {
+		// Three an hour apart, then two more at the time of the third:
+		// the counts number ties too.
+		for _, h := range []int{0, 1, 2, 2, 2} {
 			if err := tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID,
-				Categories: []string{"Contact"}, At: Now.Add(time.Duration(i) * time.Hour), ReceiptID: "r"}); err != nil {
+				Categories: []string{"Contact"}, At: Now.Add(time.Duration(h) * time.Hour), ReceiptID: "r"}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	since := []time.Time{Now.Add(-time.Hour), Now.Add(90 * time.Minute), Now.Add(time.Hour)}
+	since := []time.Time{Now.Add(-time.Hour), Now.Add(90 * time.Minute), Now.Add(time.Hour), Now.Add(2 * time.Hour), Now.Add(2*time.Hour + time.Microsecond)}
 	for _, q := range []store.AccessQuery{{Since: since}, {Records: true}, {Since: since, Records: true}} {
 		update(t, s, func(tx store.Tx) error {
 			a, err := tx.ReadAccessContext(ctx, con.ID, q)
 			if err != nil {
 				return err
 			}
-			want := store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn, Key: key}
+			want := store.AccessContext{Consent: con, Firm: f, Customer: c, Terms: tv, Pseudonym: psn, Key: key, LastDisclosure: Now.Add(2 * time.Hour)}
 			if q.Since != nil {
-				want.Counts = []int{3, 1, 2}
+				want.Counts = []int{5, 3, 4, 3, 0}
+				counts, err := tx.CountDisclosuresSince(ctx, con.ID, q.Since)
+				if err != nil || !slices.Equal(counts, want.Counts) {
+					t.Errorf("CountDisclosuresSince = %v, %v; want %v", counts, err, want.Counts)
+				}
 			}
 			if q.Records {
 				want.Records = recs

@@ -1,0 +1,12 @@
+-- A consent's disclosures are numbered in the order they were made
+-- (seq = 1, 2, …; ties in time ordered by seq), so that the number in a
+-- frequency window is the last disclosure's seq minus the first in the
+-- window's, plus one: two index probes on (consent_id, at, seq), however
+-- many disclosures the window holds. The store numbers each disclosure
+-- when it writes it (SQLite serializes writers).
+ALTER TABLE disclosures ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE disclosures SET seq = n.seq
+    FROM (SELECT id, row_number() OVER (PARTITION BY consent_id ORDER BY at, id) AS seq FROM disclosures) AS n
+    WHERE n.id = disclosures.id;
+DROP INDEX disclosures_consent;
+CREATE INDEX disclosures_consent ON disclosures (consent_id, at, seq);
