@@ -334,7 +334,12 @@ type Tx interface {
 	RecordDisclosures(ctx context.Context, ws []DisclosureWrite) ([]string, error)
 	ListDisclosures(ctx context.Context, customer broker.CustomerID, p Page) ([]broker.Disclosure, error)
 	// CountDisclosuresSince counts the consent's disclosures in several
-	// windows at once: out[i] counts those at or after since[i].
+	// windows at once: out[i] counts those at or after since[i]. The
+	// store numbers each consent's disclosures as it records them
+	// (InsertDisclosure, RecordDisclosures) and counts a window as the
+	// difference of two numbers, so the counts are exact when a consent's
+	// disclosures are recorded in time order, as the Data API records
+	// them (see AccessContext.LastDisclosure).
 	CountDisclosuresSince(ctx context.Context, consent broker.ConsentID, since []time.Time) ([]int, error)
 	// ReadAccessContext reads, in one go, what an access decision under
 	// the consent depends on: the consent (locked until commit inside
