@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,7 +164,10 @@ func (s *Store) Close() {
 
 // Migrate applies pending migrations and seeds the taxonomy, returning the
 // versions applied (none when the schema is current).
-func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+func (s *Store) Migrate(ctx context.Context) ([]int, error) { return s.migrateTo(ctx, 0) }
+
+// migrateTo applies the migrations up to version last (all when 0).
+func (s *Store) migrateTo(ctx context.Context, last int) ([]int, error) {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
@@ -171,6 +175,9 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	ms, err := relational.LoadMigrations(sub)
 	if err != nil {
 		return nil, err
+	}
+	if last > 0 {
+		ms = slices.DeleteFunc(ms, func(m relational.Migration) bool { return m.Version > last })
 	}
 	var done []int
 	err = s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, ptx pgx.Tx) error {

@@ -1659,3 +1659,46 @@ func testWebhooks(t *testing.T, s store.Store) {
 		return nil
 	})
 }
+
+// DisclosureSeqBackfill tests migration 0012 on s, a store migrated up to
+// 0011: it stores disclosures as 0011 left the table (insertOld, no seq),
+// out of time order and interleaved between two consents, runs migrate
+// (the rest of the migrations), and checks that the frequency counts are
+// right and that the next disclosure follows on.
+func DisclosureSeqBackfill(t *testing.T, s store.Store, insertOld func(d broker.Disclosure) error, migrate func() ([]int, error)) {
+	ctx := t.Context()
+	c, f := Fixture(t, s)
+	cons := []broker.Consent{NewRequest(t, s, c.ID, f.ID), NewRequest(t, s, c.ID, f.ID)}
+	for i, h := range []int{2, 0, 1, 5} {
+		if err := insertOld(broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: cons[i%2].ID, FirmID: f.ID, CustomerID: c.ID,
+			At: Now.Add(time.Duration(h) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied, err := migrate(); err != nil || !slices.Contains(applied, 12) {
+		t.Fatalf("migrate applied %v, %v; want 12 among them", applied, err)
+	}
+	since := []time.Time{Now.Add(-time.Hour), Now.Add(90 * time.Minute), Now.Add(3 * time.Hour)}
+	counts := func(con broker.ConsentID) (n []int) {
+		t.Helper()
+		update(t, s, func(tx store.Tx) (err error) {
+			n, err = tx.CountDisclosuresSince(ctx, con, since)
+			return err
+		})
+		return n
+	}
+	// cons[0]: at 2h and 1h; cons[1]: at 0h and 5h.
+	if got := counts(cons[0].ID); !slices.Equal(got, []int{2, 1, 0}) {
+		t.Errorf("counts of the first consent after the migration = %v, want [2 1 0]", got)
+	}
+	if got := counts(cons[1].ID); !slices.Equal(got, []int{2, 1, 1}) {
+		t.Errorf("counts of the second consent after the migration = %v, want [2 1 1]", got)
+	}
+	update(t, s, func(tx store.Tx) error {
+		return tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: cons[1].ID, FirmID: f.ID,
+			CustomerID: c.ID, Categories: []string{"Contact"}, At: Now.Add(6 * time.Hour), ReceiptID: "r"})
+	})
+	if got := counts(cons[1].ID); !slices.Equal(got, []int{3, 2, 2}) {
+		t.Errorf("counts of the second consent after one more = %v, want [3 2 2]", got)
+	}
+}
