@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/stewardhq/steward/broker/dataapi"
 )
 
 // config is everything the commands read from flags, environment and file.
@@ -117,8 +119,8 @@ func flagSet(name, summary string, c *config, stderr io.Writer, which ...string)
 			fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "the vault master key file, created on first start (default <data-dir>/master.key); back it up: without it no vault can be read")
 		},
 		"disclosure-batch": func() {
-			fs.IntVar(&c.DisclosureBatch, "disclosure-batch", 0, "most Data API fetches one database transaction decides and records together under load (default 32; 1 gives each its own)")
-			fs.IntVar(&c.DisclosureTransactions, "disclosure-transactions", 0, "how many Data API disclosure transactions run at once (default 4)")
+			fs.IntVar(&c.DisclosureBatch, "disclosure-batch", 0, fmt.Sprintf("most Data API fetches one database transaction decides and records together under load (default %d; 1 gives each its own)", dataapi.DefaultMaxBatch))
+			fs.IntVar(&c.DisclosureTransactions, "disclosure-transactions", 0, fmt.Sprintf("how many Data API disclosure transactions run at once (default %d)", dataapi.DefaultBatches))
 		},
 		"max-body": func() {
 			fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted, in bytes")
