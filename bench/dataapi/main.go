@@ -474,9 +474,10 @@ func measure(ctx context.Context, base string, grants []grant, c int, dur time.D
 	}
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Printf("concurrency %2d: %6d disclosures in %v = %7.1f/s; latency p50 %v p99 %v max %v; %d failed\n",
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	fmt.Printf("concurrency %2d: %6d disclosures in %v = %7.1f/s; latency p50 %v p90 %v p99 %v p99.9 %v max %v; %d failed\n",
 		c, len(lat), elapsed.Round(time.Millisecond), float64(len(lat))/elapsed.Seconds(),
-		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), bad.Load())
+		r(q(0.50)), r(q(0.90)), r(q(0.99)), r(q(0.999)), r(lat[len(lat)-1]), bad.Load())
 	per := func(d time.Duration) time.Duration { return (d / time.Duration(len(lat))).Round(time.Microsecond) }
 	fmt.Printf("  CPU per disclosure: server %v, PostgreSQL %v, harness %v, the rest of the machine %v; machine idle %.0f%%\n",
 		per(used.server), per(used.postgres), per(used.harness), per(used.busy-used.server-used.postgres-used.harness),
