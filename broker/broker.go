@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Sentinel errors. Adapters translate their own failures into these and wrap
@@ -36,12 +37,33 @@ var (
 )
 
 // idEncoding is lower-case, unpadded base32: safe in URLs, paths and logs.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+// Its alphabet is RFC 4648's in ASCII order, so that encoded bytes sort
+// as the bytes do (see newTimedID); it is the same set of characters, so
+// every id minted before the order changed still parses.
+var idEncoding = base32.NewEncoding("234567abcdefghijklmnopqrstuvwxyz").WithPadding(base32.NoPadding)
 
-// newID returns prefix + "_" + 26 random base32 characters (130 bits).
+// newID returns prefix + "_" + 26 random base32 characters (128 random
+// bits).
 func newID(prefix string) string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	return prefix + "_" + idEncoding.EncodeToString(b[:])
+}
+
+// newTimedID is newID whose first 48 bits are the Unix time at in
+// milliseconds, and the other 80 random: ids minted later sort after (to
+// the millisecond), so a table keyed by them takes each new row at the end
+// of its index instead of on a random page, and lists them in the order
+// they were made.
+func newTimedID(prefix string, at time.Time) string {
+	var b [16]byte
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
 	}
 	return prefix + "_" + idEncoding.EncodeToString(b[:])
@@ -74,7 +96,7 @@ func NewCustomerID() CustomerID     { return CustomerID(newID("cus")) }
 func NewFirmID() FirmID             { return FirmID(newID("firm")) }
 func NewClientID() ClientID         { return ClientID(newID("cli")) }
 func NewConsentID() ConsentID       { return ConsentID(newID("con")) }
-func NewDisclosureID() DisclosureID { return DisclosureID(newID("dis")) }
+func NewDisclosureID() DisclosureID { return DisclosureID(newTimedID("dis", time.Now())) }
 func NewRegulatorID() RegulatorID   { return RegulatorID(newID("reg")) }
 
 func ParseCustomerID(s string) (CustomerID, error) { return CustomerID(s), checkID("cus", s) }
