@@ -113,7 +113,11 @@ func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nT
 	seeded, err := loadSeed(dir)
 	switch {
 	case err == nil:
-		fmt.Printf("reusing the seed in %s: %d customers, %d firms\n", dir, len(seeded.Customers), len(seeded.Firms))
+		// Each run adds its disclosures, decisions, ledger entries and DPoP
+		// proofs (the server purges expired proofs every 5 minutes, longer
+		// than a run), so say how far the database has grown past the seed.
+		fmt.Printf("reusing the seed in %s: %d customers, %d firms; database now %s\n", dir, len(seeded.Customers), len(seeded.Firms),
+			databaseSize(ctx, dbURL))
 	case errors.Is(err, fs.ErrNotExist):
 		if err := freshDatabase(ctx, adminURL, benchDB); err != nil {
 			return err
@@ -182,6 +186,20 @@ func databaseURL(adminURL, name string) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// databaseSize is the database's size as PostgreSQL prints it, or why not.
+func databaseSize(ctx context.Context, dbURL string) string {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(ctx)
+	var size string
+	if err := conn.QueryRow(ctx, "SELECT pg_size_pretty(pg_database_size(current_database()))").Scan(&size); err != nil {
+		return err.Error()
+	}
+	return size
 }
 
 // settle vacuums, analyses and checkpoints the freshly seeded database, as
