@@ -392,6 +392,35 @@ func testDataAPIRefusesWithoutAllowNow(t *testing.T, db backendURL) {
 			t.Fatalf("third fetch in a day: %d %s", r.Status, r.Body)
 		}
 	})
+	// Another replica, its clock an hour ahead, disclosed under the
+	// consent: this server dates its own disclosure no earlier, so the
+	// consent's disclosures stay in time order and the frequency limit
+	// still counts both (without that, the count came out 0 and a third
+	// fetch passed the limit of 2).
+	t.Run("clock behind another replica's", func(t *testing.T) {
+		tok, id := e.consentToken(t, e.client, e.alice, details("P30D", 2), "Contact", "Preference")
+		ahead := time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)
+		if err := e.st.Update(ctx, func(tx store.Tx) error {
+			c, err := tx.GetConsent(ctx, id)
+			if err != nil {
+				return err
+			}
+			return tx.InsertDisclosure(ctx, broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: id, FirmID: c.FirmID,
+				CustomerID: c.CustomerID, Categories: []string{"Contact"}, At: ahead, ReceiptID: "from another replica"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r := e.fetch(t, e.client, id, "", tok.AccessToken)
+		var body struct {
+			At time.Time `json:"disclosed_at"`
+		}
+		if r.Status != http.StatusOK || json.Unmarshal(r.Body, &body) != nil || !body.At.Equal(ahead) {
+			t.Fatalf("fetch after a disclosure dated %v: %d, disclosed_at %v; want 200 dated the same", ahead, r.Status, body.At)
+		}
+		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusTooManyRequests {
+			t.Fatalf("third disclosure in a day (two of them dated ahead): %d %s; want 429", r.Status, r.Body)
+		}
+	})
 	t.Run("stricter terms", func(t *testing.T) {
 		tok, id := e.consentToken(t, e.client, e.bob, details("P30D", 100), "Contact")
 		if r := e.fetch(t, e.client, id, "", tok.AccessToken); r.Status != http.StatusOK {
