@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"strings"
 	"time"
 
@@ -176,9 +175,7 @@ func (s *Store) migrateTo(ctx context.Context, last int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if last > 0 {
-		ms = slices.DeleteFunc(ms, func(m relational.Migration) bool { return m.Version > last })
-	}
+	ms = relational.UpTo(ms, last)
 	var done []int
 	err = s.run(ctx, pgx.TxOptions{}, true, func(tx *relational.Tx, ptx pgx.Tx) error {
 		if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {

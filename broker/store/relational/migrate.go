@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,15 @@ type Migration struct {
 	Version int
 	Name    string
 	SQL     string
+}
+
+// UpTo is the migrations of ms up to version last, all of them when last
+// is 0 (a store's migrateTo, for tests that start from an older schema).
+func UpTo(ms []Migration, last int) []Migration {
+	if last <= 0 {
+		return ms
+	}
+	return slices.DeleteFunc(ms, func(m Migration) bool { return m.Version > last })
 }
 
 // LoadMigrations reads *.up.sql files from fsys, ordered by version.

@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"net/url"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -201,9 +200,7 @@ func (s *Store) migrateTo(ctx context.Context, last int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if last > 0 {
-		ms = slices.DeleteFunc(ms, func(m relational.Migration) bool { return m.Version > last })
-	}
+	ms = relational.UpTo(ms, last)
 	var done []int
 	err = s.update(ctx, func(tx *relational.Tx, stx *sql.Tx) error {
 		done, err = relational.Migrate(ctx, tx, ms, func(ctx context.Context, script string) error {
