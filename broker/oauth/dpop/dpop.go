@@ -21,8 +21,9 @@
 //   - when an access token is presented, ath is base64url(SHA-256(token));
 //   - when the Validator has Nonces, the nonce claim is a current nonce,
 //     otherwise the error is use_dpop_nonce carrying a fresh nonce;
-//   - the pair (key thumbprint, jti) has not been accepted before, as told
-//     by the ReplayCache (an error from the cache refuses the proof).
+//   - the proof (its iat, key thumbprint and jti: ReplayKey) has not been
+//     accepted before, as told by the ReplayCache (an error from the cache
+//     refuses the proof).
 //
 // A token bound to a key (its cnf.jkt) MUST be refused by a resource server
 // when presented as Bearer, without a proof, with a proof signed by another
@@ -354,7 +355,7 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 		return Proof{}, ErrUseDPoPNonce.WithHint("Retry with the nonce in the DPoP-Nonce header.").
 			WithWrap(&nonceRequired{nonce: v.nonces.Issue(now)})
 	}
-	seen, err := v.replay.Seen(ctx, jkt+"."+*c.JTI, issued.Add(v.window+v.leeway))
+	seen, err := v.replay.Seen(ctx, ReplayKey(issued, jkt, *c.JTI), issued.Add(v.window+v.leeway))
 	if err != nil {
 		return Proof{}, fosite.ErrServerError.WithWrap(err).WithDebug("dpop replay cache")
 	}

@@ -1,11 +1,14 @@
 package dpop_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -556,5 +559,61 @@ func TestMemoryReplayCacheConcurrent(t *testing.T) {
 	}
 	if fresh != 1 {
 		t.Errorf("%d goroutines saw the key as new, want 1", fresh)
+	}
+}
+
+// recordingCache is a MemoryReplayCache that keeps the keys it is asked.
+type recordingCache struct {
+	*dpop.MemoryReplayCache
+	keys []string
+}
+
+func (c *recordingCache) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
+	c.keys = append(c.keys, key)
+	return c.MemoryReplayCache.Seen(ctx, key, exp)
+}
+
+// TestReplayKeysSortByIssue checks that the stored form of proofs' replay
+// keys sorts by the proofs' iat, whatever their keys and jtis, so a shared
+// table's index takes new proofs at its end; and that it is bounded and
+// tells proofs of different keys apart.
+func TestReplayKeysSortByIssue(t *testing.T) {
+	rc := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(0, clock)}
+	v, err := dpop.NewValidator(dpop.Config{Replay: rc, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := newKey(t, jose.EdDSA), newKey(t, jose.ES256)
+	long := strings.Repeat("j", 256)
+	iats := []time.Duration{-60 * time.Second, -59 * time.Second, 0, 0, time.Second, 60 * time.Second}
+	jtis := []any{nil, long, "same", "same", nil, nil}
+	for i, d := range iats {
+		k, extra := k1, map[string]any{}
+		if i%2 == 1 {
+			k = k2
+		}
+		if jtis[i] != nil {
+			extra["jti"] = jtis[i]
+		}
+		p := goJoseProof(t, k, "GET", tokenURL, now.Add(d), extra)
+		if _, err := v.Validate(t.Context(), dpop.Request{Proof: p, Method: "GET", URL: tokenURL}); err != nil {
+			t.Fatalf("proof %d: %v", i, err)
+		}
+	}
+	stored := make([]string, len(rc.keys))
+	for i, k := range rc.keys {
+		stored[i] = dpop.KeyDigest(k)
+		if len(stored[i]) != 13+1+64 {
+			t.Errorf("stored key %d is %d bytes: %q", i, len(stored[i]), stored[i])
+		}
+		if want := fmt.Sprintf("%013d.", now.Add(iats[i]).Unix()); !strings.HasPrefix(stored[i], want) {
+			t.Errorf("stored key %q does not lead with its proof's iat %q", stored[i], want)
+		}
+	}
+	if !slices.IsSorted(stored[:2]) || !slices.IsSorted(stored[4:]) || stored[1] >= min(stored[2], stored[3]) || max(stored[2], stored[3]) >= stored[4] {
+		t.Errorf("stored keys do not sort by iat:\n%s", strings.Join(stored, "\n"))
+	}
+	if stored[2] == stored[3] {
+		t.Error("two keys' proofs with one jti and iat share a replay key")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -23,14 +24,32 @@ type ReplayCache interface {
 	Seen(ctx context.Context, key string, exp time.Time) (bool, error)
 }
 
-// KeyDigest is how a replay key is stored in a shared table: its SHA-256,
-// hex, which bounds the row whatever jti a client sends. Every writer of
-// one table (the authorization server's cache, a resource server
-// recording proofs in its own transactions) uses it, so they refuse each
-// other's proofs.
+// ReplayKey is the replay key of a proof issued at iat by the key with
+// thumbprint jkt, with the given jti: the proof's iat in whole Unix
+// seconds (13 digits), its key's thumbprint and its jti. The same proof
+// always gives the same key, so a captured proof replayed is refused; the
+// iat, which nobody without the private key can change, leads so that
+// keys sort by when their proofs were made (see KeyDigest).
+func ReplayKey(iat time.Time, jkt, jti string) string {
+	return fmt.Sprintf("%0*d.%s.%s", replayKeyTimeDigits, iat.Unix(), jkt, jti)
+}
+
+// replayKeyTimeDigits is the width of a replay key's leading iat: enough
+// for every iat Validate accepts (at most 1<<40 seconds).
+const replayKeyTimeDigits = 13
+
+// KeyDigest is how a replay key is stored in a shared table: its leading
+// iat as it is, then the SHA-256 of the whole key in hex, which bounds the
+// row whatever jti a client sends. Keys stored this way sort by when their
+// proofs were made, so a table's unique index takes each new key at its
+// recent end, in pages already cached, rather than at a random page of an
+// index as large as a window's proofs; the purge of expired keys empties
+// whole pages at the old end. Every writer of one table (the
+// authorization server's cache, a resource server recording proofs in its
+// own transactions) uses it, so they refuse each other's proofs.
 func KeyDigest(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
+	return key[:min(len(key), replayKeyTimeDigits)] + "." + hex.EncodeToString(sum[:])
 }
 
 // DefaultReplayCacheSize bounds a MemoryReplayCache made with size 0.
