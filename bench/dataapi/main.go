@@ -21,6 +21,14 @@
 // Beside throughput and latency it reports the CPU time each process spent
 // per disclosure (the server, PostgreSQL's processes, the harness itself),
 // read from /proc, since all three share the machine.
+//
+// A firm's client signs its DPoP proofs on the firm's machine, not on
+// Steward's; so that the machine's two cores measure Steward rather than
+// the load generator's signing, the harness signs each run's proofs
+// (Ed25519, one per fetch, for randomly chosen tokens) before its clock
+// starts, as a replaying load generator would, and sends them within the
+// proofs' minute of validity. -sign-live signs each proof as its fetch is
+// made instead.
 package main
 
 import (
@@ -40,6 +48,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +82,7 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "measuring time per concurrency")
 	bin := flag.String("steward", "", "steward binary (default: go build ./cmd/steward)")
 	keep := flag.String("keep", "", "directory to keep the seed in; a later run with the same directory reuses the seeded database")
+	live := flag.Bool("sign-live", false, "sign each DPoP proof as its fetch is made, instead of before the clock starts")
 	flag.Parse()
 	if *db == "" {
 		fmt.Fprintln(os.Stderr, "dataapi: -db is required")
@@ -80,7 +90,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *db, *bin, *keep, *customers, *firms, *tokens, *conc, *dur); err != nil {
+	if err := run(ctx, *db, *bin, *keep, *customers, *firms, *tokens, *conc, *dur, *live); err != nil {
 		fmt.Fprintln(os.Stderr, "dataapi:", err)
 		os.Exit(1)
 	}
@@ -88,7 +98,7 @@ func main() {
 
 const benchDB = "steward_bench"
 
-func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nTokens int, conc string, dur time.Duration) error {
+func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nTokens int, conc string, dur time.Duration, live bool) error {
 	dir := keep
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "steward-bench-")
@@ -164,7 +174,7 @@ func run(ctx context.Context, adminURL, bin, keep string, nCustomers, nFirms, nT
 		if err != nil || c < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
 		}
-		if err := measure(ctx, base, grants, c, dur, srv.Process.Pid); err != nil {
+		if err := measure(ctx, base, grants, c, dur, srv.Process.Pid, live); err != nil {
 			return err
 		}
 	}
@@ -454,10 +464,85 @@ func flow(ctx context.Context, c *firmclient.Client, cus customer) (grant, error
 	return grant{client: c, token: tok.AccessToken, consent: in.ConsentID}, nil
 }
 
+// fetchPath is what every measured fetch asks for.
+func fetchPath(g grant) string {
+	return "/v1/consents/" + string(g.consent) + "/data?fields=Contact.email"
+}
+
+// signed is a fetch prepared before the clock starts: its token and proof.
+type signed struct {
+	g     grant
+	proof string
+}
+
+// maxSignedRate bounds the fetches a second a run's signed-ahead proofs
+// are made for; past them the clients sign as they go.
+const maxSignedRate = 2000
+
+// signAhead signs proofs for n fetches with randomly chosen grants, on
+// every core.
+func signAhead(base string, grants []grant, n int) ([]signed, error) {
+	out := make([]signed, n)
+	var wg sync.WaitGroup
+	var first atomic.Value
+	var next atomic.Int64
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				g := grants[rng.IntN(len(grants))]
+				htu, _, _ := strings.Cut(base+fetchPath(g), "?")
+				p, err := g.client.Proof(http.MethodGet, htu, g.token)
+				if err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+				out[i] = signed{g, p}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := first.Load().(error); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fetchSigned makes the fetch s with its proof signed ahead.
+func fetchSigned(ctx context.Context, base string, s signed) (firmclient.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+fetchPath(s.g), nil)
+	if err != nil {
+		return firmclient.Response{}, err
+	}
+	req.Header.Set("DPoP", s.proof)
+	req.Header.Set("Authorization", "DPoP "+s.g.token)
+	resp, err := s.g.client.HTTP.Do(req)
+	if err != nil {
+		return firmclient.Response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return firmclient.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, err
+}
+
 // measure runs c clients fetching for dur and prints the figures, with
-// the CPU time the server (pid), PostgreSQL and the harness spent.
-func measure(ctx context.Context, base string, grants []grant, c int, dur time.Duration, pid int) error {
+// the CPU time the server (pid), PostgreSQL and the harness spent. Unless
+// live, the fetches' proofs are signed before the clock starts.
+func measure(ctx context.Context, base string, grants []grant, c int, dur time.Duration, pid int, live bool) error {
+	var ahead []signed
+	if !live {
+		// A proof is accepted for a minute after its iat.
+		if dur > 45*time.Second {
+			return fmt.Errorf("a run of %v outlives the proofs signed before it; use -sign-live or a shorter -duration", dur)
+		}
+		var err error
+		if ahead, err = signAhead(base, grants, int(maxSignedRate*dur.Seconds())); err != nil {
+			return fmt.Errorf("sign proofs: %w", err)
+		}
+	}
 	var (
+		taken   atomic.Int64
+		livecnt atomic.Int64
 		mu      sync.Mutex
 		lat     []time.Duration
 		bad     atomic.Int64
@@ -472,9 +557,16 @@ func measure(ctx context.Context, base string, grants []grant, c int, dur time.D
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			var mine []time.Duration
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				g := grants[rng.IntN(len(grants))]
+				var r firmclient.Response
+				var err error
 				t := time.Now()
-				r, err := g.client.Do(ctx, http.MethodGet, "/v1/consents/"+string(g.consent)+"/data?fields=Contact.email", nil, nil, g.token)
+				if i := int(taken.Add(1) - 1); i < len(ahead) {
+					r, err = fetchSigned(ctx, base, ahead[i])
+				} else {
+					livecnt.Add(1)
+					g := grants[rng.IntN(len(grants))]
+					r, err = g.client.Do(ctx, http.MethodGet, fetchPath(g), nil, nil, g.token)
+				}
 				d := time.Since(t)
 				if err != nil || r.Status != http.StatusOK {
 					bad.Add(1)
@@ -508,6 +600,11 @@ func measure(ctx context.Context, base string, grants []grant, c int, dur time.D
 	fmt.Printf("  CPU per disclosure: server %v, PostgreSQL %v, harness %v, the rest of the machine %v; machine idle %.0f%%\n",
 		per(used.server), per(used.postgres), per(used.harness), per(used.busy-used.server-used.postgres-used.harness),
 		100*used.idle.Seconds()/(used.idle+used.busy).Seconds())
+	if live {
+		fmt.Println("  each proof signed as its fetch was made")
+	} else {
+		fmt.Printf("  proofs signed before the clock started, but for %d fetches signed as made\n", livecnt.Load())
+	}
 	if n := batch[1] - batch0[1]; n > 0 {
 		fmt.Printf("  %.0f disclosure transactions, %.2f fetches each on average\n", n, (batch[0]-batch0[0])/n)
 	}
