@@ -481,20 +481,19 @@ const maxSignedRate = 2000
 
 // signAhead signs proofs for n fetches with randomly chosen grants, on
 // every core.
-func signAhead(base string, grants []grant, n int) ([]signed, error) {
+func signAhead(grants []grant, n int) ([]signed, error) {
 	out := make([]signed, n)
 	var wg sync.WaitGroup
-	var first atomic.Value
+	var first atomic.Pointer[error]
 	var next atomic.Int64
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				g := grants[rng.IntN(len(grants))]
-				htu, _, _ := strings.Cut(base+fetchPath(g), "?")
-				p, err := g.client.Proof(http.MethodGet, htu, g.token)
+				p, err := g.client.ProofFor(http.MethodGet, fetchPath(g), g.token)
 				if err != nil {
-					first.CompareAndSwap(nil, err)
+					first.CompareAndSwap(nil, &err)
 					return
 				}
 				out[i] = signed{g, p}
@@ -502,27 +501,10 @@ func signAhead(base string, grants []grant, n int) ([]signed, error) {
 		})
 	}
 	wg.Wait()
-	if err, _ := first.Load().(error); err != nil {
-		return nil, err
+	if err := first.Load(); err != nil {
+		return nil, *err
 	}
 	return out, nil
-}
-
-// fetchSigned makes the fetch s with its proof signed ahead.
-func fetchSigned(ctx context.Context, base string, s signed) (firmclient.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+fetchPath(s.g), nil)
-	if err != nil {
-		return firmclient.Response{}, err
-	}
-	req.Header.Set("DPoP", s.proof)
-	req.Header.Set("Authorization", "DPoP "+s.g.token)
-	resp, err := s.g.client.HTTP.Do(req)
-	if err != nil {
-		return firmclient.Response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return firmclient.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, err
 }
 
 // measure runs c clients fetching for dur and prints the figures, with
@@ -536,7 +518,7 @@ func measure(ctx context.Context, base string, grants []grant, c int, dur time.D
 			return fmt.Errorf("a run of %v outlives the proofs signed before it; use -sign-live or a shorter -duration", dur)
 		}
 		var err error
-		if ahead, err = signAhead(base, grants, int(maxSignedRate*dur.Seconds())); err != nil {
+		if ahead, err = signAhead(grants, int(maxSignedRate*dur.Seconds())); err != nil {
 			return fmt.Errorf("sign proofs: %w", err)
 		}
 	}
@@ -561,7 +543,8 @@ func measure(ctx context.Context, base string, grants []grant, c int, dur time.D
 				var err error
 				t := time.Now()
 				if i := int(taken.Add(1) - 1); i < len(ahead) {
-					r, err = fetchSigned(ctx, base, ahead[i])
+					s := ahead[i]
+					r, err = s.g.client.Send(ctx, http.MethodGet, fetchPath(s.g), nil, "", s.proof, s.g.token)
 				} else {
 					livecnt.Add(1)
 					g := grants[rng.IntN(len(grants))]

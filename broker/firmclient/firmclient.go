@@ -150,42 +150,61 @@ func (c *Client) Do(ctx context.Context, method, path string, form url.Values, b
 		case body != nil:
 			rd, ctype = bytes.NewReader(body), "application/json"
 		}
-		req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+		p, err := c.ProofFor(method, path, token)
 		if err != nil {
 			return Response{}, err
 		}
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		htu, _, _ := strings.Cut(c.Base+path, "?")
-		p, err := c.Proof(method, htu, token)
+		r, err := c.Send(ctx, method, path, rd, ctype, p, token)
 		if err != nil {
 			return Response{}, err
 		}
-		req.Header.Set("DPoP", p)
-		if token != "" {
-			req.Header.Set("Authorization", "DPoP "+token)
-		}
-		resp, err := c.HTTP.Do(req)
-		if err != nil {
-			return Response{}, err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return Response{}, err
-		}
-		if n := resp.Header.Get("DPoP-Nonce"); n != "" {
-			c.mu.Lock()
-			c.nonce = n
-			c.mu.Unlock()
-		}
-		asked := strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce") || bytes.Contains(b, []byte(`"use_dpop_nonce"`))
+		asked := strings.Contains(r.Header.Get("WWW-Authenticate"), "use_dpop_nonce") || bytes.Contains(r.Body, []byte(`"use_dpop_nonce"`))
 		if asked && attempt == 0 {
 			continue
 		}
-		return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+		return r, nil
 	}
+}
+
+// ProofFor is a DPoP proof for a request of method to path (which may
+// carry a query; htu leaves it out), as Do would send it.
+func (c *Client) ProofFor(method, path, token string) (string, error) {
+	htu, _, _ := strings.Cut(c.Base+path, "?")
+	return c.Proof(method, htu, token)
+}
+
+// Send sends one request to path with the DPoP proof given (made by
+// ProofFor, perhaps ahead of time) and, when token is set,
+// "Authorization: DPoP token"; body, if set, is sent with Content-Type
+// ctype. It remembers a nonce the server gives but does not retry: Do
+// does.
+func (c *Client) Send(ctx context.Context, method, path string, body io.Reader, ctype, proof, token string) (Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return Response{}, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("DPoP", proof)
+	if token != "" {
+		req.Header.Set("Authorization", "DPoP "+token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return Response{}, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return Response{}, err
+	}
+	if n := resp.Header.Get("DPoP-Nonce"); n != "" {
+		c.mu.Lock()
+		c.nonce = n
+		c.mu.Unlock()
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // Token is a token endpoint response.
