@@ -69,6 +69,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -297,12 +298,12 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 	if err != nil {
 		return Proof{}, err
 	}
-	jws, err := jose.ParseSigned(r.Proof)
-	if err != nil || len(jws.Signatures) != 1 || jws.Signatures[0].Header.Algorithm != h.Alg {
-		return Proof{}, invalid("The DPoP proof could not be parsed.")
-	}
-	payload, err := jws.Verify(key.Key)
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
+		return Proof{}, invalid("The DPoP proof payload is not base64url.")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || !verifySignature(alg, key.Key, r.Proof[:len(parts[0])+1+len(parts[1])], sig) {
 		return Proof{}, invalid("The DPoP proof signature does not verify with its jwk.")
 	}
 	var c claims
@@ -363,6 +364,49 @@ func (v *Validator) Validate(ctx context.Context, r Request) (Proof, error) {
 		return Proof{}, invalid("The DPoP proof was used before.")
 	}
 	return Proof{JKT: jkt, Key: key, ID: *c.JTI, IssuedAt: issued}, nil
+}
+
+// verifySignature reports whether sig is alg's signature by key of the
+// JWS signing input (RFC 7515 §5.2: the encoded header, '.', the encoded
+// payload), as RFC 7518 §3.3–3.5 and RFC 8037 §3.1 define them. key is
+// publicJWK's, so its type fits alg. The header has been parsed and
+// checked above; go-jose's ParseSigned would parse it, and the jwk in it,
+// a second time, which cost a fifth of a proof's validation.
+func verifySignature(alg jose.SignatureAlgorithm, key any, input string, sig []byte) bool {
+	var h crypto.Hash
+	switch alg {
+	case jose.ES256, jose.RS256, jose.PS256:
+		h = crypto.SHA256
+	case jose.ES384, jose.RS384, jose.PS384:
+		h = crypto.SHA384
+	case jose.ES512, jose.RS512, jose.PS512:
+		h = crypto.SHA512
+	}
+	digest := func() []byte {
+		d := h.New()
+		d.Write([]byte(input))
+		return d.Sum(nil)
+	}
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		return alg == jose.EdDSA && ed25519.Verify(k, []byte(input), sig)
+	case *ecdsa.PublicKey:
+		// R and S, each the curve's size in bytes, big-endian.
+		n := (k.Curve.Params().BitSize + 7) / 8
+		if h == 0 || len(sig) != 2*n {
+			return false
+		}
+		return ecdsa.Verify(k, digest(), new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:]))
+	case *rsa.PublicKey:
+		switch alg {
+		case jose.RS256, jose.RS384, jose.RS512:
+			return rsa.VerifyPKCS1v15(k, h, digest(), sig) == nil
+		case jose.PS256, jose.PS384, jose.PS512:
+			// RFC 7518 §3.5: the salt is as long as the hash.
+			return rsa.VerifyPSS(k, h, digest(), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+		}
+	}
+	return false
 }
 
 // compactParts splits a compact JWS into its three base64url parts.
