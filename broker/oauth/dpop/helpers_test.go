@@ -34,9 +34,10 @@ var (
 
 func newKey(t testing.TB, alg jose.SignatureAlgorithm) key {
 	t.Helper()
+	curves := map[jose.SignatureAlgorithm]elliptic.Curve{jose.ES256: elliptic.P256(), jose.ES384: elliptic.P384(), jose.ES512: elliptic.P521()}
 	switch alg {
-	case jose.ES256:
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES256, jose.ES384, jose.ES512:
+		k, err := ecdsa.GenerateKey(curves[alg], rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,8 @@ func newKey(t testing.TB, alg jose.SignatureAlgorithm) key {
 			t.Fatal(err)
 		}
 		return key{alg, k}
-	case jose.PS256:
+	case jose.PS256, jose.PS384, jose.PS512, jose.RS256, jose.RS384, jose.RS512:
+		// One RSA key for every RSA algorithm: generating one is slow.
 		rsaOnce.Do(func() {
 			k, err := rsa.GenerateKey(rand.Reader, 2048)
 			if err != nil {

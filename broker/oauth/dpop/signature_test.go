@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"strings"
@@ -43,7 +42,7 @@ func TestValidateSignatureEveryAlgorithm(t *testing.T) {
 	}
 	for _, alg := range algs {
 		t.Run(string(alg), func(t *testing.T) {
-			k := keyFor(t, alg)
+			k := newKey(t, alg)
 			good := goJoseProof(t, k, "POST", tokenURL, now, nil)
 			if err := validate(good); err != nil {
 				t.Fatalf("a go-jose proof is refused: %v", err)
@@ -108,23 +107,6 @@ func TestValidateSignatureEveryAlgorithm(t *testing.T) {
 			}
 		})
 	}
-}
-
-// keyFor is a new key of the kind alg signs with (RSA keys are shared).
-func keyFor(t *testing.T, alg jose.SignatureAlgorithm) key {
-	t.Helper()
-	curve := map[jose.SignatureAlgorithm]elliptic.Curve{jose.ES256: elliptic.P256(), jose.ES384: elliptic.P384(), jose.ES512: elliptic.P521()}
-	switch {
-	case curve[alg] != nil:
-		k, err := ecdsa.GenerateKey(curve[alg], rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key{alg, k}
-	case alg == jose.EdDSA || alg == jose.PS256:
-		return newKey(t, alg)
-	}
-	return key{alg, newKey(t, jose.PS256).priv}
 }
 
 func mustB64(t *testing.T, s string) []byte {
