@@ -80,6 +80,12 @@ func startServeWith(t *testing.T, c config) *testServer {
 			return
 		}
 		stopped = true
+		// A client that dialed a connection for a request another
+		// connection then served keeps it idle, unused; the server counts
+		// a connection that never sent a request as new, not idle, for 5
+		// seconds, and its shutdown waits for it: close the clients' idle
+		// connections first, as a client going away would.
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
