@@ -107,6 +107,35 @@ func (r DecisionRecord) Hash() (string, error) {
 	return HashDocument(b), nil
 }
 
+// SealedDecision is a decision record with its canonical JSON and that
+// JSON's hash (what ledger entries cite), computed once by SealDecision.
+// Its fields are unexported, so outside this package a SealedDecision's
+// bytes always match its record: a store writes them as they are.
+type SealedDecision struct {
+	record DecisionRecord
+	raw    []byte
+	hash   string
+}
+
+// SealDecision canonicalises r and hashes it.
+func SealDecision(r DecisionRecord) (SealedDecision, error) {
+	raw, err := r.Canonical()
+	if err != nil {
+		return SealedDecision{}, err
+	}
+	return SealedDecision{record: r, raw: raw, hash: HashDocument(raw)}, nil
+}
+
+// Record is the decision record sealed.
+func (s SealedDecision) Record() DecisionRecord { return s.record }
+
+// Canonical is the record's canonical JSON; the caller must not modify it.
+// It is empty for the zero SealedDecision, which seals nothing.
+func (s SealedDecision) Canonical() []byte { return s.raw }
+
+// Hash is "sha256:" + hex of Canonical.
+func (s SealedDecision) Hash() string { return s.hash }
+
 func canonicalScope(s Scope) Scope {
 	s.Categories = slices.Clone(s.Categories)
 	if s.Categories == nil {

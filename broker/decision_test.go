@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/stewardhq/steward/broker"
 )
 
@@ -73,5 +75,31 @@ func TestDecisionRecordHashCoversEveryField(t *testing.T) {
 		if h, err := r.Hash(); err != nil || h == base {
 			t.Errorf("changing the %s left the hash at %s (%v)", name, h, err)
 		}
+	}
+}
+
+func TestSealDecision(t *testing.T) {
+	r := record()
+	sealed, err := broker.SealDecision(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := r.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := r.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(sealed.Canonical()) != string(raw) || sealed.Hash() != h || sealed.Hash() != broker.HashDocument(sealed.Canonical()) {
+		t.Errorf("sealed %s as %s; the record is %s, hashed %s", sealed.Canonical(), sealed.Hash(), raw, h)
+	}
+	if diff := cmp.Diff(r, sealed.Record()); diff != "" {
+		t.Errorf("sealed record (-want +got):\n%s", diff)
+	}
+	// The zero value seals nothing: a store refuses it.
+	if zero := (broker.SealedDecision{}); len(zero.Canonical()) != 0 || zero.Hash() != "" {
+		t.Errorf("the zero SealedDecision has %q hashed %q", zero.Canonical(), zero.Hash())
 	}
 }

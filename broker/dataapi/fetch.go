@@ -193,7 +193,7 @@ func (a *API) fetch(w http.ResponseWriter, r *http.Request, tok Token) {
 type plan struct {
 	ac      access
 	d       broker.Decision
-	rec     broker.DecisionRecord
+	rec     broker.SealedDecision
 	data    json.RawMessage
 	cats    []string
 	fields  map[string][]string
@@ -214,7 +214,11 @@ func (a *API) decide(ctx context.Context, q fetchRequest, ac access, now time.Ti
 		a.cfg.Logger.ErrorContext(ctx, "access decision failed", "consent", string(c.ID), "error", err)
 	}
 	req := broker.DataRequest{Scope: broker.Scope{Categories: q.Categories, Fields: q.Fields, Purpose: c.Granted.Purpose}}
-	p := plan{ac: ac, d: d, rec: broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d)}
+	rec, err := broker.SealDecision(broker.NewDecisionRecord(c.CustomerID, c.FirmID, c.ID, req, d))
+	if err != nil {
+		return plan{}, err
+	}
+	p := plan{ac: ac, d: d, rec: rec}
 	if !d.Allowed() {
 		return p, nil
 	}
@@ -258,16 +262,12 @@ func (a *API) record(ctx context.Context, tx store.Tx, p plan, now time.Time) (o
 		// the decision is recorded all the same.
 		return outcome{body: body}, w, nil
 	}
-	hash, err := p.rec.Hash()
-	if err != nil {
-		return outcome{}, w, err
-	}
 	salt := broker.NewSalt()
 	dis := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: c.ID, FirmID: c.FirmID, CustomerID: c.CustomerID,
 		Categories: p.cats, Fields: p.fields, Purpose: c.Granted.Purpose, At: now,
 		Commitment: broker.Commit(salt, p.data), Salt: salt}
 	e := broker.Entry{Type: broker.EntryDisclosure, Time: now, Firm: c.FirmID, Customer: psn, Consent: c.ID, Disclosure: dis.ID,
-		Categories: p.cats, Purpose: c.Granted.Purpose, DecisionHash: hash, TermsHash: p.d.TermsHash, Commitment: dis.Commitment}
+		Categories: p.cats, Purpose: c.Granted.Purpose, DecisionHash: p.rec.Hash(), TermsHash: p.d.TermsHash, Commitment: dis.Commitment}
 	entry, err := e.CanonicalBytes()
 	if err != nil {
 		return outcome{}, w, err

@@ -204,10 +204,12 @@ type AccessContext struct {
 }
 
 // DisclosureWrite is what one fetch writes: the decision record it was
-// decided under and, if it disclosed anything, the disclosure and its
-// ledger entry (canonical bytes, as StageLedgerEntry takes).
+// decided under, sealed (the store writes its canonical JSON under its
+// hash, as the ledger entry cites it), and, if it disclosed anything, the
+// disclosure and its ledger entry (canonical bytes, as StageLedgerEntry
+// takes).
 type DisclosureWrite struct {
-	Decision   broker.DecisionRecord
+	Decision   broker.SealedDecision
 	Disclosure *broker.Disclosure
 	Entry      []byte
 }

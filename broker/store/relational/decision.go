@@ -23,21 +23,24 @@ const (
 )
 
 func (tx *Tx) InsertDecision(ctx context.Context, r broker.DecisionRecord) (string, error) {
-	hashes, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: r}})
+	sealed, err := broker.SealDecision(r)
+	if err != nil {
+		return "", err
+	}
+	hashes, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: sealed}})
 	if err != nil {
 		return "", err
 	}
 	return hashes[0], nil
 }
 
-// decisionArgs are the column values that store r, and r's hash.
-func (tx *Tx) decisionArgs(r broker.DecisionRecord) (string, []any, error) {
-	raw, err := r.Canonical()
-	if err != nil {
-		return "", nil, err
+// decisionArgs are the column values that store s, and its hash.
+func (tx *Tx) decisionArgs(s broker.SealedDecision) (string, []any, error) {
+	raw, r := s.Canonical(), s.Record()
+	if len(raw) == 0 {
+		return "", nil, fmt.Errorf("%w: a decision record that was not sealed", broker.ErrInvalid)
 	}
-	hash := broker.HashDocument(raw)
-	return hash, []any{hash, string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
+	return s.Hash(), []any{s.Hash(), string(r.Kind), r.CustomerID, r.FirmID, r.ConsentID,
 		string(r.Decision.Effect), string(raw), tx.t(r.Decision.DecidedAt)}, nil
 }
 

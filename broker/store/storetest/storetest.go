@@ -948,10 +948,11 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 	con := NewRequest(t, s, c.ID, f.ID)
 	rec := broker.NewDecisionRecord(c.ID, f.ID, con.ID, broker.DataRequest{Scope: RequestScope()},
 		broker.Decision{Kind: broker.DecisionAccess, Effect: broker.EffectAllow, PolicyHash: "sha256:" + strings.Repeat("ab", 32), DecidedAt: Now})
-	want, err := rec.Hash()
+	sealed, err := broker.SealDecision(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := sealed.Hash()
 	d := broker.Disclosure{ID: broker.NewDisclosureID(), ConsentID: con.ID, FirmID: f.ID, CustomerID: c.ID, Categories: []string{"Contact"},
 		Purpose: "Marketing", At: Now, ReceiptID: "leaf", Commitment: broker.Commit(broker.NewSalt(), []byte(`{}`))}
 	entry, err := broker.Entry{Type: broker.EntryDisclosure, Time: Now, Firm: f.ID, Customer: broker.NewPseudonym(), Consent: con.ID,
@@ -961,14 +962,14 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 	}
 	// A malformed entry stores nothing at all.
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &d, Entry: []byte(`{"type":"disclosure"}`)}})
+		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: sealed, Disclosure: &d, Entry: []byte(`{"type":"disclosure"}`)}})
 		return err
 	}), broker.ErrInvalid)
 	// A disclosure under an unknown consent fails as a whole too.
 	bad := d
 	bad.ID, bad.ConsentID = broker.NewDisclosureID(), broker.NewConsentID()
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &bad, Entry: entry}})
+		_, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: sealed, Disclosure: &bad, Entry: entry}})
 		return err
 	}), broker.ErrNotFound)
 	view(t, s, func(tx store.Tx) error {
@@ -981,7 +982,7 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		return nil
 	})
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: rec, Disclosure: &d, Entry: entry}})
+		got, err := tx.RecordDisclosures(ctx, []store.DisclosureWrite{{Decision: sealed, Disclosure: &d, Entry: entry}})
 		if err == nil && got[0] != want {
 			t.Errorf("RecordDisclosure hash %s, want %s", got, want)
 		}
@@ -1011,12 +1012,17 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writes = append(writes, store.DisclosureWrite{Decision: rec, Disclosure: &d, Entry: e})
+		writes = append(writes, store.DisclosureWrite{Decision: sealed, Disclosure: &d, Entry: e})
 	}
-	writes = append(writes, store.DisclosureWrite{Decision: refusal})
+	sealedRefusal, err := broker.SealDecision(refusal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes = append(writes, store.DisclosureWrite{Decision: sealedRefusal})
 	// A malformed entry among them stores nothing at all, nor does an
-	// entry without its disclosure.
-	for _, bad := range []store.DisclosureWrite{{Decision: rec, Disclosure: writes[0].Disclosure, Entry: []byte(`{}`)}, {Decision: rec, Entry: writes[0].Entry}} {
+	// entry without its disclosure, nor a decision never sealed.
+	for _, bad := range []store.DisclosureWrite{{Decision: sealed, Disclosure: writes[0].Disclosure, Entry: []byte(`{}`)},
+		{Decision: sealed, Entry: writes[0].Entry}, {Decision: broker.SealedDecision{}}} {
 		wantErr(t, s.Update(ctx, func(tx store.Tx) error {
 			_, err := tx.RecordDisclosures(ctx, append(slices.Clone(writes), bad))
 			return err
@@ -1027,7 +1033,7 @@ func testRecordDisclosure(t *testing.T, s store.Store) {
 		hashes, err = tx.RecordDisclosures(ctx, writes)
 		return err
 	})
-	refused, _ := refusal.Hash()
+	refused := sealedRefusal.Hash()
 	if diff := cmp.Diff([]string{want, want, refused}, hashes); diff != "" {
 		t.Errorf("RecordDisclosures hashes (-want +got):\n%s", diff)
 	}
