@@ -45,6 +45,12 @@ func startServe(t *testing.T, dataDir string) *testServer {
 // stop is called; a server that does not stop cleanly fails the test.
 func startServeWith(t *testing.T, c config) *testServer {
 	t.Helper()
+	return startServeLogged(t, c, slog.New(slog.DiscardHandler))
+}
+
+// startServeLogged is startServeWith logging to log.
+func startServeLogged(t *testing.T, c config, log *slog.Logger) *testServer {
+	t.Helper()
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:0"
 	}
@@ -63,7 +69,7 @@ func startServeWith(t *testing.T, c config) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), func(u string) { ready <- u }) }()
+	go func() { done <- serve(ctx, c, log, func(u string) { ready <- u }) }()
 	var base string
 	select {
 	case base = <-ready:

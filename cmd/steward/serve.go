@@ -74,6 +74,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready func(baseURL s
 	}
 	defer s.Close()
 	log.LogAttrs(ctx, slog.LevelInfo, "store open", slog.String("backend", s.Backend()), slog.Any("migrations_applied", applied))
+	if err := logStoreWarnings(ctx, s, log); err != nil {
+		return err
+	}
 
 	pol, err := startPolicy(ctx, c, s, log)
 	if err != nil {
@@ -272,6 +275,25 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 		return err
 	}
 	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped")
+	return nil
+}
+
+// logStoreWarnings logs what the database's configuration will cost in
+// service (postgres.Store.Warnings), once at start.
+func logStoreWarnings(ctx context.Context, s store.Store, log *slog.Logger) error {
+	w, ok := s.(interface {
+		Warnings(context.Context) ([]string, error)
+	})
+	if !ok {
+		return nil
+	}
+	warnings, err := w.Warnings(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range warnings {
+		log.LogAttrs(ctx, slog.LevelWarn, m, slog.String("backend", s.Backend()))
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,5 +51,26 @@ func TestRandomPageCost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWarnings: the store warns that autovacuum is off exactly when the
+// server says so.
+func TestWarnings(t *testing.T) {
+	s, err := Open(t.Context(), Config{URL: pgtest.URL(t), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	var on string
+	if err := s.pool.QueryRow(t.Context(), `SHOW autovacuum`).Scan(&on); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Warnings(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warned := slices.Contains(got, WarnAutovacuumOff); warned != (on == "off") {
+		t.Errorf("autovacuum %s: warnings %q", on, got)
 	}
 }

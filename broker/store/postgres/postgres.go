@@ -171,6 +171,29 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 func (s *Store) Backend() string { return "postgres" }
 
+// WarnAutovacuumOff is the warning Warnings gives when the server's
+// autovacuum is off.
+const WarnAutovacuumOff = "PostgreSQL's autovacuum is off: run ANALYZE on Steward's database regularly " +
+	"(docs/operations.md, PostgreSQL planner); a statement planned while a table was small " +
+	"(disclosures, the ledger's index) keeps scanning that table whole as it grows"
+
+// Warnings are what the server's configuration will cost Steward in
+// service. Steward's sessions cache their statements' plans, and
+// PostgreSQL plans them again only when a table's statistics change: with
+// autovacuum off, nothing analyses a table that was empty when Steward
+// started (a new deployment's disclosures and ledger index), and its
+// lookups keep the sequential scans planned then.
+func (s *Store) Warnings(ctx context.Context) ([]string, error) {
+	var on string
+	if err := s.pool.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'autovacuum'`).Scan(&on); err != nil {
+		return nil, fmt.Errorf("postgres: read settings: %w", err)
+	}
+	if on != "on" {
+		return []string{WarnAutovacuumOff}, nil
+	}
+	return nil, nil
+}
+
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
