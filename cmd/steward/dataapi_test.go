@@ -60,6 +60,12 @@ func onSQLite(*testing.T) string { return "" }
 
 func onPostgres(t *testing.T) string { return pgtest.URL(t) }
 
+// backends are the stores a test runs on, by name.
+var backends = []struct {
+	name string
+	db   backendURL
+}{{"sqlite", onSQLite}, {"postgres", onPostgres}}
+
 // TestDataAPI runs the Data API's tests over real HTTP, real OAuth flows
 // and real OPA on each store: the embedded SQLite file and PostgreSQL
 // (which pipelines and group-commits disclosures; see dataapi.committer).
@@ -81,10 +87,7 @@ func TestDataAPI(t *testing.T) {
 		{"BatchRefused", testDataAPIBatchRefused},
 		{"RememberedToken", testDataAPIRememberedToken},
 	}
-	for _, b := range []struct {
-		name string
-		db   backendURL
-	}{{"sqlite", onSQLite}, {"postgres", onPostgres}} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) { tc.run(t, b.db) })

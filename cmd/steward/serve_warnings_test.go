@@ -14,10 +14,7 @@ import (
 // database's autovacuum is off when it is (on this development machine's
 // PostgreSQL it is), and says nothing of it on SQLite or when it is on.
 func TestServeWarnsOfAutovacuumOff(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		db   backendURL
-	}{{"sqlite", onSQLite}, {"postgres", onPostgres}} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			url := b.db(t)
 			off := false
